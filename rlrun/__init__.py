@@ -1,0 +1,3 @@
+"""rlrun: a Hydra-config-driven experiment runner for offline and online reinforcement learning."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,44 @@
+"""What every algorithm offers the trainer, and the one helper their update() methods share.
+
+An algorithm knows nothing of Hydra, environments or files: tensors in, tensors out. Its
+nn.Modules, optimizers and tensors are attributes, which `rlrun.checkpoint` collects by walking
+them, so nothing is listed by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+
+class Batch(NamedTuple):
+    """Transitions on the training device; `terminal` is 1 only for true terminations."""
+
+    obs: Tensor  # (B, O)
+    act: Tensor  # (B, A) in [-1, 1], or (B,) action indices
+    rew: Tensor  # (B,)
+    next_obs: Tensor  # (B, O)
+    terminal: Tensor  # (B,)
+
+
+class Algorithm(Protocol):
+    online_only: bool  # True when it cannot learn from a fixed dataset
+    discrete_actions: bool | None  # True / False: only that kind of action space; None: both
+
+    def initial_state(self) -> Any:
+        """Per-episode policy state (None for memoryless policies; the option for option-critic)."""
+
+    def act(self, obs: Tensor, state: Any, deterministic: bool) -> tuple[Tensor, Any]:
+        """Actions for raw observations (B, O), and the next policy state."""
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        """One gradient update; returns `train/...` scalars as tensors (no host sync)."""
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+    """zero_grad → backward → step for one loss and its optimizer."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()

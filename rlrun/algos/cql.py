@@ -1,0 +1,86 @@
+"""Conservative Q-Learning, CQL(H) (Kumar et al., "Conservative Q-Learning for Offline RL", 2020).
+
+SAC whose critic loss gains, per critic i, the conservative penalty
+  α_cql · clip(E_s[T log Σ_a exp(Q_i(s, a)/T) / density(a)] − E_(s,a)~D[Q_i(s, a)])
+where the sum runs over N uniform actions, N actions of π(·|s) and N of π(·|s') (importance
+sampled logsumexp). The Lagrange variant replaces α_cql with α' α_cql, α' tuned so the
+difference approaches `target_action_gap`. Optional: max-target backup over N next actions,
+and `bc_steps` updates of behaviour cloning for the actor at the start.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rlrun.algos.base import Batch, optimizer_step
+from rlrun.algos.sac import SAC
+from rlrun.losses import cql_difference, cql_logsumexp, critic_mse, lagrange_terms, td_target
+
+
+class CQL(SAC):
+    def __init__(self, *args, cql_alpha: float = 1.0, n_actions: int = 10, temperature: float = 1.0,
+                 importance_sample: bool = True, lagrange: bool = False, target_action_gap: float = -1.0,
+                 alpha_prime_lr: float = 3e-4, max_target_backup: bool = False, bc_steps: int = 0,
+                 clip_diff_min: float = float("-inf"), clip_diff_max: float = float("inf"), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.cql_alpha, self.n_actions, self.temperature = cql_alpha, n_actions, temperature
+        self.importance_sample, self.lagrange, self.target_action_gap = importance_sample, lagrange, target_action_gap
+        self.max_target_backup, self.bc_steps = max_target_backup, bc_steps
+        self.clip_diff = (clip_diff_min, clip_diff_max)
+        self.log_alpha_prime = torch.zeros((), device=self.log_alpha.device, requires_grad=True)
+        self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], lr=alpha_prime_lr)
+        self.updates = torch.zeros((), dtype=torch.long)  # CPU counter: no device sync for bc_steps
+
+    @torch.no_grad()
+    def target_value(self, next_obs: Tensor) -> Tensor:
+        if not self.max_target_backup:
+            return super().target_value(next_obs)
+        n = self.n_actions
+        next_rep = next_obs.unsqueeze(1).expand(-1, n, -1)  # (B, O) -> (B, N, O)
+        next_act, next_log_prob = self.actor(next_rep)  # (B, N, A), (B, N)
+        q = self.critic_target(next_rep, next_act).min(0).values  # (n, B, N) -> (B, N)
+        value, idx = q.max(-1)  # (B, N) -> (B,)
+        if self.backup_entropy:
+            value = value - self.alpha * next_log_prob.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+        return value
+
+    def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        target = td_target(batch.rew, batch.terminal, self.target_value(batch.next_obs), self.gamma)
+        B, n = batch.obs.shape[0], self.n_actions
+        with torch.no_grad():
+            both = torch.stack([batch.obs, batch.next_obs], 1).unsqueeze(2).expand(-1, -1, n, -1)  # (B, 2, N, O)
+            pi_act, pi_log_prob = self.actor(both)  # (B, 2, N, A), (B, 2, N)
+            rand_act = torch.rand(B, n, self.act_dim, device=batch.obs.device) * 2 - 1  # (B, N, A)
+        # Q(s, ·) at the data action and all 3N sampled actions in one pass: (B, 1 + 3N, A)
+        actions = torch.cat([batch.act.unsqueeze(1), rand_act, pi_act.flatten(1, 2)], 1)
+        obs_rep = batch.obs.unsqueeze(1).expand(-1, actions.shape[1], -1)  # (B, O) -> (B, 1 + 3N, O)
+        q_all = self.critic(obs_rep, actions)  # (n_critics, B, 1 + 3N)
+        q_data = q_all[..., 0]
+        q_rand, q_pi, q_next_pi = q_all[..., 1:].split(n, -1)  # 3 × (n_critics, B, N)
+        ood = cql_logsumexp(q_rand, q_pi, q_next_pi, pi_log_prob[:, 0], pi_log_prob[:, 1],
+                            self.act_dim, self.temperature, self.importance_sample)
+        diff = cql_difference(ood, q_data, *self.clip_diff)  # (n_critics,)
+        metrics = {"train/q_mean": q_data.detach().mean(), "train/cql_diff": diff.detach().mean()}
+        if self.lagrange:
+            penalty, metrics["train/alpha_prime_loss"] = lagrange_terms(
+                self.log_alpha_prime, diff, self.cql_alpha, self.target_action_gap)
+            metrics["train/alpha_prime"] = self.log_alpha_prime.detach().exp()
+        else:
+            penalty = self.cql_alpha * diff
+        td_loss = critic_mse(q_data, target)
+        metrics["train/td_loss"] = td_loss.detach()
+        return td_loss + penalty.sum(), metrics
+
+    def actor_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        if self.updates >= self.bc_steps:
+            return super().actor_loss(batch)
+        action, log_prob = self.actor(batch.obs)
+        return (self.alpha * log_prob - self.actor.log_prob(batch.obs, batch.act)).mean(), log_prob
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        metrics = super().update(batch)
+        if self.lagrange:
+            optimizer_step(self.alpha_prime_opt, metrics.pop("train/alpha_prime_loss"))
+        self.updates += 1
+        return metrics

@@ -1,0 +1,160 @@
+"""The one place that reads the config: it turns it into a device, a data source, an algorithm,
+a logger and a trainer, all taking plain typed arguments, and runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from functools import partial
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rlrun import checkpoint
+from rlrun.data import offline
+from rlrun.data.online import EnvSource, Spaces
+from rlrun.envs import make_env
+from rlrun.errors import UserError
+from rlrun.logger import Logger
+from rlrun.trainer import Schedule, Trainer
+
+log = logging.getLogger(__name__)
+POSITIVE_TRAINER_KEYS = ("total_steps", "batch_size", "eval_every", "eval_episodes", "log_every",
+                         "checkpoint_every", "keep_checkpoints", "replay_size")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Pre-flight checks that need no data: one source, algorithm fits it, counts positive."""
+    if cfg.env is not None and cfg.dataset is not None:
+        raise UserError("both env= and dataset= were given: an offline run evaluates in the env its dataset "
+                        "records, so keep dataset=... for offline training or env=... for online training.")
+    if cfg.env is None and cfg.dataset is None:
+        raise UserError("no data source: choose env=... (online) or dataset=... (offline).")
+    algo_cls = get_class(cfg.algo._target_)
+    if algo_cls.online_only and cfg.env is None:
+        raise UserError(f"{algo_cls.__name__} learns online and needs an environment: add env=... "
+                        f"(e.g. env=cartpole) instead of dataset=....")
+    bad = [k for k in POSITIVE_TRAINER_KEYS if cfg.trainer[k] <= 0]
+    if bad:
+        raise UserError(f"trainer.{bad[0]} must be a positive integer, got {cfg.trainer[bad[0]]}.")
+    if cfg.trainer.learning_starts < 0:
+        raise UserError("trainer.learning_starts must be zero or positive.")
+    if cfg.env is not None and cfg.trainer.save_buffer and not cfg.resume \
+            and offline.dataset_exists(cfg.trainer.buffer_dataset_id):
+        raise UserError(f"Minari dataset {cfg.trainer.buffer_dataset_id} exists already: choose another "
+                        f"trainer.buffer_dataset_id or delete it with `minari delete {cfg.trainer.buffer_dataset_id}`.")
+
+
+def make_device(cfg: DictConfig) -> torch.device:
+    name = cfg.name
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+        log.info("device=auto: using %s", name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name} was asked for but no CUDA GPU is visible to torch; use device=cpu or device=auto.")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise UserError(f"unknown device {name!r}: use auto, cpu or cuda.")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_source(cfg: DictConfig, device: torch.device) -> Any:
+    t = cfg.trainer
+    if cfg.env is not None:
+        env_fn = partial(make_env, cfg.env.id, OmegaConf.to_container(cfg.env.kwargs), cfg.env.max_episode_steps)
+        return EnvSource(env_fn, cfg.seed, t.replay_size, t.learning_starts, device)
+    d = cfg.dataset
+    builder = instantiate(d.builder, _partial_=True) if d.builder is not None else None
+    dataset = offline.load(d.id, d.download, builder)
+    return offline.DatasetSource(dataset, d.normalize_obs, d.reward_scale, d.reward_bias,
+                                 d.ref_min_score, d.ref_max_score, device)
+
+
+def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
+    algo_cls = get_class(cfg.algo._target_)
+    if algo_cls.discrete_actions is not None and algo_cls.discrete_actions != spaces.discrete:
+        kind = "discrete" if spaces.discrete else "continuous"
+        raise UserError(f"{algo_cls.__name__} does not support {kind} actions; choose another algo= or env=.")
+    sizes = {"obs_dim": spaces.obs_dim, "act_dim": spaces.act_dim}
+    if "discrete" in cfg.algo:
+        sizes["discrete"] = spaces.discrete
+    return instantiate(cfg.algo, **sizes, network=instantiate(cfg.network, _convert_="all"), device=device)
+
+
+def load_resume(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any] | None]:
+    """With resume=<dir>: the checkpoint's config (plus trainer.* overrides) and its state."""
+    if not cfg.resume:
+        return cfg, None
+    ckpt_dir = Path(cfg.resume).expanduser() / "checkpoints"
+    found = checkpoint.load_latest(ckpt_dir) if ckpt_dir.is_dir() else None
+    if found is None:
+        raise UserError(f"resume={cfg.resume} holds no readable checkpoint ({ckpt_dir}); "
+                        f"give the directory of an earlier run.")
+    state, path = found
+    log.info("resuming from %s at step %d", path, state["step"])
+    saved = OmegaConf.create(state["config"])
+    extra = [o for o in overrides if o.startswith("trainer.")]
+    merged = OmegaConf.merge(saved, OmegaConf.from_dotlist(extra))
+    merged.resume = cfg.resume
+    return merged, state
+
+
+def _schedule(t: DictConfig) -> Schedule:
+    return Schedule(t.total_steps, t.batch_size, t.eval_every, t.eval_episodes, t.log_every,
+                    t.checkpoint_every, t.keep_checkpoints, t.progress)
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    flat = OmegaConf.to_container(cfg, resolve=True)
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if not str(k).startswith("_") and k != "builder":
+                    walk(f"{prefix}{k}.", v)
+        elif node is not None:
+            out[prefix[:-1]] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    walk("", {k: flat[k] for k in ("algo", "network", "trainer", "seed", "dataset", "env") if k in flat})
+    return out
+
+
+def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
+    """Build everything from `cfg` and train; returns the final eval/return_mean."""
+    cfg, resume_state = load_resume(cfg, overrides)
+    check_config(cfg)
+    device = make_device(cfg.device)
+    seed_everything(cfg.seed)
+    source = make_source(cfg, device)
+    algo = make_algo(cfg, source.spaces, device)
+    if cfg.dataset is not None:
+        algo.obs_norm.set(source.obs_mean, source.obs_std)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    logger = Logger(run_dir, purge_step=resume_state["step"] + 1 if resume_state else None)
+    trainer = Trainer(algo, source, logger, run_dir, _schedule(cfg.trainer), cfg.seed, resolved, device)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    else:
+        logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```")
+    try:
+        result = trainer.run()
+        if cfg.env is not None and cfg.trainer.save_buffer:
+            source.export(cfg.trainer.buffer_dataset_id, f"rlrun {type(algo).__name__}")
+        logger.hparams(_hparams(cfg), [k for k in trainer.last_eval])
+    finally:
+        logger.close()
+    return result

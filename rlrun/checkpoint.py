@@ -1,0 +1,118 @@
+"""Checkpoints: collected state, atomic writes with an integrity hash, rotation, fallback on load.
+
+File layout: MAGIC (8 bytes) + sha256 of the payload (32 bytes) + payload (torch.save bytes).
+A file whose hash does not match (truncated, corrupted) is skipped with a warning on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+MAGIC = b"RLRUNCK1"
+STEP_FILE = re.compile(r"step_(\d+)\.pt$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be read back."""
+
+
+def collect(obj: Any) -> dict[str, Any]:
+    """State of every nn.Module, optimizer and tensor attribute of `obj`, by attribute name."""
+    state = {}
+    for name, value in vars(obj).items():
+        if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
+            state[name] = value.state_dict()
+        elif isinstance(value, torch.Tensor):
+            state[name] = value.detach().clone()
+    return state
+
+
+def restore(obj: Any, state: dict[str, Any]) -> None:
+    """Inverse of `collect`: loads each saved entry into the attribute of the same name."""
+    for name, value in vars(obj).items():
+        if name not in state:
+            continue
+        if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
+            value.load_state_dict(state[name])
+        elif isinstance(value, torch.Tensor):
+            with torch.no_grad():
+                value.copy_(state[name])
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def step_files(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """step_<N>.pt files, newest first."""
+    found = [(int(m.group(1)), p) for p in ckpt_dir.glob("step_*.pt") if (m := STEP_FILE.search(p.name))]
+    return sorted(found, reverse=True)
+
+
+def save(ckpt_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write step_<step>.pt and last.pt atomically, then drop all but the newest `keep` step files."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    data = MAGIC + hashlib.sha256(payload).digest() + payload
+    path = ckpt_dir / f"step_{step}.pt"
+    _write_atomic(path, data)
+    _write_atomic(ckpt_dir / "last.pt", data)
+    for _, old in step_files(ckpt_dir)[keep:]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def read(path: Path) -> dict[str, Any]:
+    data = path.read_bytes()
+    if len(data) < 40 or data[:8] != MAGIC:
+        raise CheckpointError(f"{path} is not an rlrun checkpoint or is truncated")
+    payload = data[40:]
+    if hashlib.sha256(payload).digest() != data[8:40]:
+        raise CheckpointError(f"{path} is damaged (its hash does not match)")
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+
+
+def load_latest(ckpt_dir: Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable checkpoint: last.pt, else step files newest first; None if none."""
+    candidates = [ckpt_dir / "last.pt"] + [p for _, p in step_files(ckpt_dir)]
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            return read(path), path
+        except (CheckpointError, OSError, RuntimeError, EOFError) as e:
+            log.warning("skipping checkpoint %s: %s", path, e)
+    return None

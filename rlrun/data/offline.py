@@ -1,0 +1,131 @@
+"""Offline data: a Minari dataset flattened into transitions held on the training device."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Callable
+
+import gymnasium as gym
+import minari
+import numpy as np
+import torch
+
+from rlrun.algos.base import Batch
+from rlrun.data.online import Spaces, spaces_of
+from rlrun.envs import prepare
+from rlrun.errors import UserError
+
+log = logging.getLogger(__name__)
+MINARI_HOST = ("huggingface.co", 443)
+
+
+def dataset_exists(dataset_id: str) -> bool:
+    from minari.storage import get_dataset_path
+
+    return (get_dataset_path(dataset_id) / "data").is_dir()
+
+
+def network_reachable(address: tuple[str, int] = MINARI_HOST, timeout: float = 5.0) -> bool:
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def download(dataset_id: str) -> None:
+    """minari.download_dataset, failing fast (one probe, no retry loop) when offline."""
+    hint = ("retry on a machine with network access, or run offline on the imported human "
+            "demonstrations with `rlrun algo=cql dataset=door_demos`")
+    if not network_reachable():
+        raise UserError(f"dataset {dataset_id} is not in the local Minari store "
+                        f"({minari.storage.get_dataset_path(dataset_id).parent}) and the download failed: "
+                        f"{MINARI_HOST[0]} cannot be reached; {hint}.")
+    log.info("downloading Minari dataset %s", dataset_id)
+    try:
+        minari.download_dataset(dataset_id)
+    except Exception as e:  # the remote API raises many types
+        raise UserError(f"downloading dataset {dataset_id} failed ({type(e).__name__}: {e}); {hint}.") from e
+
+
+def load(dataset_id: str, allow_download: bool, builder: Callable[..., object] | None) -> minari.MinariDataset:
+    """The local dataset; else built by `builder`, else downloaded (if allowed)."""
+    if not dataset_exists(dataset_id):
+        if builder is not None:
+            log.info("dataset %s is missing locally: building it now", dataset_id)
+            builder(dataset_id=dataset_id)
+        elif allow_download:
+            download(dataset_id)
+        else:
+            root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
+            raise UserError(f"dataset {dataset_id} is not in the local Minari store ({root}) and "
+                            f"dataset.download=false; download it with `minari download {dataset_id}` "
+                            f"or set dataset.download=true.")
+    return minari.load_dataset(dataset_id)
+
+
+def flatten(dataset: minari.MinariDataset) -> dict[str, np.ndarray]:
+    """Episodes → transitions; the last step of a truncated episode stays non-terminal."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "next_obs", "terminal")}
+    for ep in dataset.iterate_episodes():
+        obs = np.asarray(ep.observations, dtype=np.float32)  # (T+1, O)
+        parts["obs"].append(obs[:-1])
+        parts["next_obs"].append(obs[1:])
+        parts["act"].append(np.asarray(ep.actions))
+        parts["rew"].append(np.asarray(ep.rewards, dtype=np.float32))
+        parts["terminal"].append(np.asarray(ep.terminations, dtype=np.float32))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+class DatasetSource:
+    """Transitions resident on the device, sampled with on-device indices."""
+
+    def __init__(self, dataset: minari.MinariDataset, normalize_obs: bool, reward_scale: float,
+                 reward_bias: float, ref_min_score: float | None, ref_max_score: float | None,
+                 device: torch.device) -> None:
+        self.dataset, self.device = dataset, device
+        self.spaces: Spaces = spaces_of(dataset.recover_environment())
+        meta = dataset.storage.metadata
+        self.ref_min = meta.get("ref_min_score", ref_min_score)
+        self.ref_max = meta.get("ref_max_score", ref_max_score)
+        data = flatten(dataset)
+        space = dataset.action_space
+        if isinstance(space, gym.spaces.Box):  # [low, high] -> [-1, 1], as the eval env expects
+            data["act"] = (2.0 * (data["act"] - space.low) / (space.high - space.low) - 1.0).astype(np.float32)
+        data["rew"] = data["rew"] * reward_scale + reward_bias
+        mean, std = data["obs"].mean(0), data["obs"].std(0) + 1e-3
+        if not normalize_obs:
+            mean, std = np.zeros_like(mean), np.ones_like(std)
+        self.obs_mean, self.obs_std = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
+        t = {k: torch.as_tensor(v, device=device) for k, v in data.items()}
+        self.data = Batch((t["obs"] - self.obs_mean) / self.obs_std, t["act"], t["rew"],
+                          (t["next_obs"] - self.obs_mean) / self.obs_std, t["terminal"])
+        self.size = len(t["rew"])
+        log.info("dataset %s: %d episodes, %d transitions on %s", dataset.spec.dataset_id,
+                 dataset.total_episodes, self.size, device)
+
+    def make_eval_env(self, seed: int) -> gym.Env:
+        return prepare(self.dataset.recover_environment(eval_env=True), seed)
+
+    def step(self, algo, step: int) -> dict[str, float]:
+        return {}
+
+    def ready(self, step: int) -> bool:
+        return True
+
+    def sample(self, batch_size: int) -> Batch:
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+        return Batch(*(x[idx] for x in self.data))
+
+    def normalized_score(self, mean_return: float) -> float | None:
+        if self.ref_min is None or self.ref_max is None:
+            return None
+        return 100.0 * (mean_return - self.ref_min) / (self.ref_max - self.ref_min)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

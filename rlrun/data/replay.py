@@ -1,0 +1,70 @@
+"""Online replay buffer held on the training device, and its export as a Minari dataset."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlrun.algos.base import Batch
+
+FIELDS = ("obs", "act", "rew", "next_obs", "terminated", "truncated")
+
+
+class ReplayBuffer:
+    """A ring of transitions; `truncated` marks time-limit ends, kept apart from terminations."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_shape: tuple[int, ...], act_dtype: torch.dtype,
+                 device: torch.device) -> None:
+        self.capacity, self.device = capacity, device
+        self.ptr = self.size = 0
+        self.data: dict[str, Tensor] = {
+            "obs": torch.zeros(capacity, obs_dim, device=device),
+            "act": torch.zeros(capacity, *act_shape, dtype=act_dtype, device=device),
+            "rew": torch.zeros(capacity, device=device),
+            "next_obs": torch.zeros(capacity, obs_dim, device=device),
+            "terminated": torch.zeros(capacity, dtype=torch.bool, device=device),
+            "truncated": torch.zeros(capacity, dtype=torch.bool, device=device),
+        }
+
+    def add(self, obs, act, rew: float, next_obs, terminated: bool, truncated: bool) -> None:
+        for key, value in zip(FIELDS, (obs, act, rew, next_obs, terminated, truncated)):
+            self.data[key][self.ptr] = torch.as_tensor(np.asarray(value), device=self.device)
+        self.ptr = (self.ptr + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int) -> Batch:
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+        d = self.data
+        return Batch(d["obs"][idx], d["act"][idx], d["rew"][idx], d["next_obs"][idx],
+                     d["terminated"][idx].float())
+
+    def chronological(self) -> dict[str, Tensor]:
+        """Stored transitions, oldest first."""
+        order = torch.arange(self.ptr - self.size, self.ptr, device=self.device) % self.capacity
+        return {k: v[order] for k, v in self.data.items()}
+
+    def episodes(self) -> Iterator[dict[str, np.ndarray]]:
+        """Complete episodes, oldest first: observations (T+1, O), actions (T, ...), rewards, flags."""
+        data = {k: v.cpu().numpy() for k, v in self.chronological().items()}
+        ends = np.flatnonzero(data["terminated"] | data["truncated"])
+        start = 0
+        if self.size == self.capacity and len(ends):  # the oldest episode may have lost its start
+            start = ends[0] + 1
+            ends = ends[1:]
+        for end in ends:
+            sl = slice(start, end + 1)
+            yield {"observations": np.concatenate([data["obs"][sl], data["next_obs"][end:end + 1]]),
+                   "actions": data["act"][sl], "rewards": data["rew"][sl],
+                   "terminations": data["terminated"][sl], "truncations": data["truncated"][sl]}
+            start = end + 1
+
+    def state_dict(self) -> dict:
+        return {"ptr": self.ptr, "size": self.size, "data": {k: v[: self.size].cpu() for k, v in self.data.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ptr, self.size = state["ptr"], state["size"]
+        for k, v in state["data"].items():
+            self.data[k][: self.size] = v.to(self.device)

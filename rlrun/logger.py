@@ -1,0 +1,42 @@
+"""TensorBoard logging: prefixed scalars, the resolved config as text, hparams for sweeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+PREFIXES = ("train/", "eval/", "perf/")
+
+
+class Logger:
+    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+        # purge_step drops points a killed run logged after its last checkpoint
+        self.writer = SummaryWriter(str(run_dir), purge_step=purge_step)
+
+    def scalars(self, values: Mapping[str, Any], step: int) -> None:
+        """Write each value (a tensor's .item() happens only here) under its prefixed tag."""
+        for tag, value in values.items():
+            if not tag.startswith(PREFIXES):
+                raise ValueError(f"metric {tag!r} must start with one of {PREFIXES}")
+            if value is None:
+                continue
+            self.writer.add_scalar(tag, value.item() if isinstance(value, torch.Tensor) else float(value), step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(tag, text, step)
+
+    def hparams(self, params: Mapping[str, Any], metric_tags: list[str]) -> None:
+        """HParams entry for this run, pointing at scalars the run logs itself."""
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
+        for summary in hparams(clean, {tag: 0.0 for tag in metric_tags}):
+            self.writer.file_writer.add_summary(summary)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

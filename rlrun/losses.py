@@ -1,0 +1,73 @@
+"""Pure loss functions shared by the algorithms: tensors in, scalar tensors out."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def td_target(reward: Tensor, terminal: Tensor, next_value: Tensor, gamma: float) -> Tensor:
+    """r + γ (1 - terminal) V(s'). A truncation is not terminal: it bootstraps."""
+    return reward + gamma * (1.0 - terminal) * next_value
+
+
+def critic_mse(q: Tensor, target: Tensor) -> Tensor:
+    """Σ over ensemble members of the mean squared TD error; q (n, B), target (B,)."""
+    return ((q - target.unsqueeze(0)) ** 2).mean(-1).sum()
+
+
+def sac_actor_loss(alpha: Tensor, log_prob: Tensor, q_pi: Tensor) -> Tensor:
+    """E[α log π(a|s) − Q(s, a)], a ~ π(·|s)."""
+    return (alpha * log_prob - q_pi).mean()
+
+
+def temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float) -> Tensor:
+    """−E[log α (log π + H̄)]: raises α when the entropy is below the target."""
+    return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+
+
+def uniform_log_density(act_dim: int) -> float:
+    """log density of the uniform distribution on [-1, 1]^act_dim."""
+    return -act_dim * math.log(2.0)
+
+
+def cql_logsumexp(q_rand: Tensor, q_pi: Tensor, q_next_pi: Tensor, log_pi: Tensor, log_next_pi: Tensor,
+                  act_dim: int, temperature: float, importance_sample: bool) -> Tensor:
+    """T · logsumexp(Q / T) over the sampled actions, per state and critic.
+
+    q_rand, q_pi, q_next_pi: (n, B, N) Q(s, a) at uniform actions, a ~ π(·|s) and a ~ π(·|s');
+    log_pi, log_next_pi: (B, N). With importance sampling each Q is divided by its proposal
+    density (subtracted in log space), estimating log ∫ exp Q(s, a) da. Returns (n, B).
+    """
+    if importance_sample:
+        parts = [q_rand - uniform_log_density(act_dim), q_pi - log_pi.detach(), q_next_pi - log_next_pi.detach()]
+    else:
+        parts = [q_rand, q_pi, q_next_pi]
+    cat = torch.cat(parts, dim=-1)  # 3 × (n, B, N) -> (n, B, 3N)
+    return torch.logsumexp(cat / temperature, dim=-1) * temperature
+
+
+def cql_difference(ood: Tensor, q_data: Tensor, clip_min: float, clip_max: float) -> Tensor:
+    """Per critic: mean over the batch of clip(logsumexp − Q(s, a_data)); ood, q_data (n, B) -> (n,)."""
+    return (ood - q_data).clamp(clip_min, clip_max).mean(-1)
+
+
+def lagrange_terms(log_alpha_prime: Tensor, diff: Tensor, cql_alpha: float,
+                   target_gap: float) -> tuple[Tensor, Tensor]:
+    """Lagrange variant with α' = clamp(exp(log α'), 0, 1e6); diff (n,).
+
+    Returns the critic's penalty α' α (diff − gap) per critic (n,), and α''s own loss, which
+    ascends the same quantity (α' grows while the gap is exceeded).
+    """
+    alpha_prime = log_alpha_prime.exp().clamp(0.0, 1e6)
+    penalty = alpha_prime.detach() * cql_alpha * (diff - target_gap)
+    alpha_prime_loss = -(alpha_prime * cql_alpha * (diff.detach() - target_gap)).mean()
+    return penalty, alpha_prime_loss
+
+
+@torch.no_grad()
+def soft_update(target: list[Tensor], source: list[Tensor], tau: float) -> None:
+    """target ← (1 − τ) target + τ source, in one fused foreach op."""
+    torch._foreach_lerp_(target, source, tau)

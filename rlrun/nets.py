@@ -1,0 +1,143 @@
+"""Networks: MLPs, a batched critic ensemble, and tanh-Gaussian / softmax policy heads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+@dataclass
+class MLPSpec:
+    """Shape of every hidden stack; built from the `network` config group."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "relu"
+    layer_norm: bool = False
+    orthogonal_init: bool = False
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; use one of {sorted(ACTIVATIONS)}")
+        self.hidden_sizes = [int(h) for h in self.hidden_sizes]
+
+
+def _init_linear(layer: nn.Linear, gain: float) -> None:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+
+
+def mlp(in_dim: int, out_dim: int, spec: MLPSpec) -> nn.Sequential:
+    """in_dim → hidden layers (activation, optional LayerNorm) → out_dim, no output activation."""
+    layers: list[nn.Module] = []
+    for width in spec.hidden_sizes:
+        linear = nn.Linear(in_dim, width)
+        if spec.orthogonal_init:
+            _init_linear(linear, math.sqrt(2))
+        layers += [linear] + ([nn.LayerNorm(width)] if spec.layer_norm else []) + [ACTIVATIONS[spec.activation]()]
+        in_dim = width
+    head = nn.Linear(in_dim, out_dim)
+    if spec.orthogonal_init:
+        _init_linear(head, 1e-2)
+    return nn.Sequential(*layers, head)
+
+
+class EnsembleLinear(nn.Module):
+    """`n` independent linear layers applied in one batched matmul: (n, B, in) → (n, B, out)."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)  # PyTorch's nn.Linear default range
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def orthogonal_(self, gain: float) -> None:
+        for w in self.weight:
+            nn.init.orthogonal_(w.T, gain)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    """`n` Q(s, a) networks evaluated together; forward returns (n, *batch)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, spec: MLPSpec, n: int = 2) -> None:
+        super().__init__()
+        dims = [obs_dim + act_dim, *spec.hidden_sizes]
+        self.n = n
+        self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(o) if spec.layer_norm else nn.Identity() for o in spec.hidden_sizes)
+        self.head = EnsembleLinear(n, dims[-1], 1)
+        self.act = ACTIVATIONS[spec.activation]()
+        if spec.orthogonal_init:
+            for layer in self.hidden:
+                layer.orthogonal_(math.sqrt(2))
+            self.head.orthogonal_(1e-2)
+
+    def forward(self, obs: Tensor, act: Tensor) -> Tensor:
+        batch_shape = obs.shape[:-1]
+        x = torch.cat([obs, act], -1).reshape(1, -1, obs.shape[-1] + act.shape[-1])  # (*B, O+A) -> (1, B', O+A)
+        x = x.expand(self.n, -1, -1)  # (1, B', D) -> (n, B', D)
+        for layer, norm in zip(self.hidden, self.norms):
+            x = self.act(norm(layer(x)))
+        return self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)
+
+
+class TanhGaussianActor(nn.Module):
+    """π(a|s) = tanh(N(μ(s), σ(s))); actions in [-1, 1]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, spec: MLPSpec) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, spec)
+
+    def _dist(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        mean, log_std = self.net(obs).chunk(2, -1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        return mean, log_std
+
+    def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
+        """A sampled (reparameterized) action and its log-probability, shape (*B, A) and (*B,)."""
+        mean, log_std = self._dist(obs)
+        u = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
+
+    def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
+        """log π(act|obs) of given actions in [-1, 1] (behaviour cloning)."""
+        mean, log_std = self._dist(obs)
+        u = torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6))
+        return tanh_gaussian_log_prob(u, mean, log_std)
+
+
+def tanh_gaussian_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log-density of a = tanh(u), u ~ N(mean, exp(log_std)), summed over the action dim."""
+    gauss = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    # log |d tanh(u)/du| = log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+    log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+    return (gauss - log_det).sum(-1)
+
+
+class ObsNormalizer(nn.Module):
+    """(obs - mean) / std with stats from the dataset; identity until set. Saved in checkpoints."""
+
+    def __init__(self, obs_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(obs_dim))
+        self.register_buffer("std", torch.ones(obs_dim))
+
+    def set(self, mean: Tensor, std: Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return (obs - self.mean) / self.std

@@ -1,0 +1,220 @@
+"""Typed schema of every rlrun setting, registered in Hydra's ConfigStore.
+
+Each field is declared once here, with its type and a one-line description. The yaml files in
+`conf/` only choose values; a key that is not declared here, or a value of the wrong type, stops
+the run at start with Hydra's error. Sizes known only at run time (observation and action
+dimensions) are `???` and are passed as arguments by `rlrun.build`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class NetworkConfig:
+    _target_: str = "rlrun.nets.MLPSpec"
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    """Width of each hidden layer, input to output."""
+    activation: str = "relu"
+    """Hidden activation: relu, tanh, elu, gelu or silu."""
+    layer_norm: bool = False
+    """LayerNorm after each hidden linear layer."""
+    orthogonal_init: bool = False
+    """Orthogonal weight init (gain sqrt 2, last layer 1e-2) instead of PyTorch's default."""
+
+
+@dataclass
+class DeviceConfig:
+    name: str = "auto"
+    """auto (cuda when available, else cpu), cpu, or cuda[:N]."""
+    compile: bool = False
+    """torch.compile the update step."""
+    cuda_graphs: bool = False
+    """Capture the update step in a CUDA graph (cuda only)."""
+    amp: bool = False
+    """bf16 autocast in the update step."""
+    matmul_precision: str = "highest"
+    """torch.set_float32_matmul_precision: highest, high or medium."""
+    threads: int = 0
+    """CPU threads for torch (0: torch's default)."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = MISSING
+    """Gymnasium id; `module:Id` imports the module that registers it first."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for gymnasium.make."""
+    max_episode_steps: Optional[int] = None
+    """Time limit override (None: the registered one)."""
+
+
+@dataclass
+class DatasetConfig:
+    id: str = MISSING
+    """Minari dataset id, e.g. D4RL/door/human-v2."""
+    download: bool = True
+    """Download the dataset with Minari when it is not in the local store."""
+    normalize_obs: bool = True
+    """Normalize observations with the dataset's mean and std (kept in checkpoints)."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this ..."""
+    reward_bias: float = 0.0
+    """... and then shifted by this."""
+    ref_min_score: Optional[float] = None
+    """Return of a random policy, for eval/normalized_score (dataset metadata wins)."""
+    ref_max_score: Optional[float] = None
+    """Return of an expert policy, for eval/normalized_score (dataset metadata wins)."""
+    builder: Optional[dict[str, Any]] = None
+    """`_target_` callable that writes the dataset locally when it is missing (before download)."""
+
+
+@dataclass
+class TrainerConfig:
+    total_steps: int = 100_000
+    """Env steps (online) or gradient updates (offline)."""
+    batch_size: int = 256
+    """Transitions per update."""
+    learning_starts: int = 1000
+    """Online: uniformly random actions for this many env steps before the first update."""
+    replay_size: int = 1_000_000
+    """Online: replay buffer capacity in transitions."""
+    eval_every: int = 5000
+    """Steps between evaluations."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (deterministic policy, seeded eval envs)."""
+    log_every: int = 1000
+    """Steps between train/ and perf/ scalars (and the non-finite check)."""
+    checkpoint_every: int = 10_000
+    """Steps between checkpoints (one is always written at the end)."""
+    keep_checkpoints: int = 3
+    """How many step_<N>.pt files to keep."""
+    save_buffer: bool = False
+    """Online: write the replay buffer as a local Minari dataset at the end of the run."""
+    buffer_dataset_id: str = "rlrun/pendulum/sac-v0"
+    """Minari id of that dataset."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
+class SACConfig:
+    _target_: str = "rlrun.algos.sac.SAC"
+    obs_dim: int = MISSING
+    """Observation size (set at run time)."""
+    act_dim: int = MISSING
+    """Action size (set at run time)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Soft target update rate."""
+    actor_lr: float = 3e-4
+    """Actor learning rate."""
+    critic_lr: float = 3e-4
+    """Critic learning rate."""
+    alpha_lr: float = 3e-4
+    """Entropy temperature learning rate."""
+    init_alpha: float = 1.0
+    """Initial entropy temperature."""
+    autotune_alpha: bool = True
+    """Tune the temperature towards target_entropy; false keeps init_alpha."""
+    target_entropy: Optional[float] = None
+    """Entropy target (None: -act_dim)."""
+    num_critics: int = 2
+    """Critics in the ensemble (min over them for targets)."""
+    backup_entropy: bool = True
+    """Subtract alpha * log pi(a'|s') in the TD target."""
+
+
+@dataclass
+class CQLConfig(SACConfig):
+    _target_: str = "rlrun.algos.cql.CQL"
+    cql_alpha: float = 1.0
+    """Weight of the conservative penalty."""
+    n_actions: int = 10
+    """Sampled actions per state for the logsumexp (uniform, pi(s), pi(s'))."""
+    temperature: float = 1.0
+    """Temperature of the logsumexp."""
+    importance_sample: bool = True
+    """Subtract the log densities of the sampled actions (CQL(H) importance sampling)."""
+    lagrange: bool = False
+    """Tune the penalty weight with a Lagrange multiplier towards target_action_gap."""
+    target_action_gap: float = -1.0
+    """Target of the conservative difference under the Lagrange variant."""
+    alpha_prime_lr: float = 3e-4
+    """Learning rate of the Lagrange multiplier."""
+    max_target_backup: bool = False
+    """Back up max over n_actions sampled next actions instead of one."""
+    bc_steps: int = 0
+    """Updates at the start in which the actor does behaviour cloning instead of maximizing Q."""
+    clip_diff_min: float = float("-inf")
+    """Lower clip of the conservative difference."""
+    clip_diff_max: float = float("inf")
+    """Upper clip of the conservative difference."""
+
+
+@dataclass
+class OptionCriticConfig:
+    _target_: str = "rlrun.algos.option_critic.OptionCritic"
+    obs_dim: int = MISSING
+    """Observation size (set at run time)."""
+    act_dim: int = MISSING
+    """Action count (discrete) or size (continuous), set at run time."""
+    discrete: bool = MISSING
+    """Discrete actions (softmax intra-option policies), set at run time."""
+    num_options: int = 4
+    """Number of options."""
+    gamma: float = 0.99
+    """Discount factor."""
+    lr: float = 1e-3
+    """Learning rate of the critic, intra-option policies and terminations."""
+    termination_reg: float = 0.01
+    """xi: added to the termination advantage so options persist."""
+    entropy_weight: float = 0.01
+    """Entropy bonus of the intra-option policies."""
+    eps_start: float = 1.0
+    """Initial epsilon of the epsilon-greedy policy over options."""
+    eps_end: float = 0.05
+    """Final epsilon."""
+    eps_decay_steps: int = 20_000
+    """Env steps over which epsilon decays linearly."""
+    target_update_every: int = 1000
+    """Env steps between hard target-network updates."""
+
+
+@dataclass
+class Config:
+    algo: Any = MISSING
+    """Algorithm (group `algo`)."""
+    dataset: Optional[DatasetConfig] = None
+    """Offline data (group `dataset`); None for an online run."""
+    env: Optional[EnvConfig] = None
+    """Online environment (group `env`); choosing one means online training."""
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    """Hidden layers of every network (group `network`)."""
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    """Where and how updates run (group `device`)."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """The training loop."""
+    seed: int = 0
+    """Seed of networks, sampling and environments."""
+    resume: Optional[str] = None
+    """A run directory to continue from its newest good checkpoint."""
+
+
+def register_configs() -> None:
+    """Store the schemas so the yaml files can name them in their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(name="rlrun_config", node=Config)
+    cs.store(group="algo", name="sac_schema", node=SACConfig)
+    cs.store(group="algo", name="cql_schema", node=CQLConfig)
+    cs.store(group="algo", name="option_critic_schema", node=OptionCriticConfig)
+    cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
+    cs.store(group="env", name="env_schema", node=EnvConfig)
+    cs.store(group="network", name="network_schema", node=NetworkConfig)
+    cs.store(group="device", name="device_schema", node=DeviceConfig)

@@ -1,0 +1,168 @@
+"""One training loop for every algorithm, online or offline; it owns time, signals and resume.
+
+Per step: source.step (online: act and store) → algo.update(source.sample(B)) → log → evaluate
+→ checkpoint. Steps are env steps online and gradient updates offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rlrun import __version__, checkpoint
+from rlrun.algos.base import Algorithm
+from rlrun.data.online import as_obs
+from rlrun.logger import Logger
+
+log = logging.getLogger(__name__)
+
+
+class SignalExit(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was written. `code` is 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.code = 128 + signum
+
+
+class NonFiniteError(Exception):
+    """A loss or parameter became NaN or infinite."""
+
+
+@dataclass
+class Schedule:
+    total_steps: int
+    batch_size: int
+    eval_every: int
+    eval_episodes: int
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    progress: bool
+
+
+def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: torch.device) -> dict[str, float]:
+    """Deterministic policy over `episodes` episodes, reset with seeds seed, seed+1, ..."""
+    returns, lengths = [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        state, done, ret, length = algo.initial_state(), False, 0.0, 0
+        while not done:
+            action, state = algo.act(as_obs(obs, device), state, True)
+            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+            ret, length, done = ret + float(reward), length + 1, terminated or truncated
+        returns.append(ret)
+        lengths.append(length)
+    return {"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
+            "eval/length_mean": float(np.mean(lengths))}
+
+
+def non_finite(metrics: dict[str, Any], algo: Algorithm) -> list[str]:
+    """Names of non-finite loss terms and parameter tensors."""
+    bad = [k for k, v in metrics.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()]
+    for name, value in vars(algo).items():
+        if isinstance(value, torch.nn.Module):
+            bad += [f"{name}.{p}" for p, t in value.named_parameters() if not torch.isfinite(t).all()]
+    return bad
+
+
+class Trainer:
+    def __init__(self, algo: Algorithm, source: Any, logger: Logger, run_dir: Path, schedule: Schedule,
+                 seed: int, config: dict[str, Any], device: torch.device) -> None:
+        self.algo, self.source, self.logger, self.run_dir = algo, source, logger, run_dir
+        self.s, self.seed, self.config, self.device = schedule, seed, config, device
+        self.step = 0
+        self.last_eval: dict[str, float] = {}
+        self._signal: int | None = None
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": __version__, "step": self.step, "config": self.config, "algo": checkpoint.collect(self.algo),
+                "source": self.source.state_dict(), "rng": checkpoint.rng_state(), "last_eval": self.last_eval}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        checkpoint.restore(self.algo, state["algo"])
+        self.source.load_state_dict(state["source"])
+        checkpoint.set_rng_state(state["rng"])
+        self.step, self.last_eval = state["step"], state["last_eval"]
+
+    def save(self) -> Path:
+        return checkpoint.save(self.run_dir / "checkpoints", self.step, self.state_dict(), self.s.keep_checkpoints)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signal = signum
+
+    def _check_finite(self, metrics: dict[str, Any]) -> None:
+        bad = non_finite(metrics, self.algo)
+        if bad:
+            raise NonFiniteError(f"non-finite values at step {self.step} in {', '.join(bad)}; training stopped "
+                                 f"and the last good checkpoint in {self.run_dir / 'checkpoints'} was kept.")
+
+    def _log_train(self, metrics: dict[str, Any], timer: dict[str, float]) -> None:
+        self._check_finite(metrics)
+        now = time.perf_counter()
+        rate = (self.step - timer["step"]) / max(now - timer["time"], 1e-9)
+        perf_tag = "perf/env_steps_per_s" if self.source.ready(0) is False or hasattr(self.source, "replay") else None
+        perf = {"perf/updates_per_s": rate} | ({perf_tag: rate} if perf_tag else {})
+        self.logger.scalars({**metrics, **perf}, self.step)
+        timer.update(step=self.step, time=now)
+
+    def _evaluate(self) -> None:
+        env = self.source.make_eval_env(self.seed + 10_000)
+        self.last_eval = evaluate(self.algo, env, self.s.eval_episodes, self.seed + 10_000, self.device)
+        env.close()
+        score = self.source.normalized_score(self.last_eval["eval/return_mean"])
+        if score is not None:
+            self.last_eval["eval/normalized_score"] = score
+        self.logger.scalars(self.last_eval, self.step)
+        log.info("step %d: %s", self.step, ", ".join(f"{k}={v:.2f}" for k, v in self.last_eval.items()))
+
+    def _iteration(self, metrics: dict[str, Any], timer: dict[str, float]) -> dict[str, Any]:
+        episode = self.source.step(self.algo, self.step)
+        if episode:
+            self.logger.scalars(episode, self.step)
+        if self.source.ready(self.step):
+            metrics = self.algo.update(self.source.sample(self.s.batch_size))
+        if self.step % self.s.log_every == 0 and metrics:
+            self._log_train(metrics, timer)
+        if self.step % self.s.eval_every == 0 or self.step == self.s.total_steps:
+            self._evaluate()
+        if self.step % self.s.checkpoint_every == 0 or self.step == self.s.total_steps:
+            self._check_finite(metrics)
+            self.save()
+        return metrics
+
+    def run(self) -> float:
+        """Train to total_steps; returns the final eval/return_mean (what sweepers optimize)."""
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=self.s.total_steps, initial=self.step, disable=not self.s.progress, dynamic_ncols=True)
+        metrics: dict[str, Any] = {}
+        timer = {"step": self.step, "time": time.perf_counter()}
+        try:
+            while self.step < self.s.total_steps:
+                if self._signal is not None:
+                    self.save()
+                    log.warning("signal %d: checkpoint written at step %d; exiting", self._signal, self.step)
+                    raise SignalExit(self._signal)
+                self.step += 1
+                metrics = self._iteration(metrics, timer)
+                bar.update(1)
+                if self.last_eval:
+                    bar.set_postfix(eval_return=f"{self.last_eval['eval/return_mean']:.1f}", refresh=False)
+        finally:
+            bar.close()
+            self.logger.flush()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        return self.last_eval.get("eval/return_mean", math.nan)
