@@ -59,9 +59,12 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
+    @torch.no_grad()
     def orthogonal_(self, gain: float) -> None:
-        for w in self.weight:
-            nn.init.orthogonal_(w.T, gain)
+        """Each member initialised like an orthogonal nn.Linear of shape (out, in)."""
+        n, in_dim, out_dim = self.weight.shape
+        for i in range(n):
+            self.weight[i] = nn.init.orthogonal_(torch.empty(out_dim, in_dim), gain).T
         nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -43,6 +43,16 @@ def as_obs(obs: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).unsqueeze(0)  # (O,) -> (1, O)
 
 
+def next_free_version(dataset_id: str) -> str:
+    """`dataset_id` if unused, else the same name with the lowest unused version (never overwrite)."""
+    from minari.storage import get_dataset_path
+
+    name, _, version = dataset_id.rpartition("-v")
+    candidates = [dataset_id] + ([f"{name}-v{v}" for v in range(int(version) + 1, int(version) + 1000)]
+                                 if version.isdigit() else [])
+    return next(c for c in candidates if not (get_dataset_path(c) / "data").is_dir())
+
+
 class EnvSource:
     """Collects one transition per trainer step; random actions for the first `learning_starts`."""
 
@@ -129,6 +139,9 @@ class EnvSource:
             buffers.append(EpisodeBuffer(id=i, observations=ep["observations"], actions=actions.astype(space.dtype),
                                          rewards=ep["rewards"], terminations=ep["terminations"],
                                          truncations=ep["truncations"]))
-        log.info("writing %d episodes to Minari dataset %s", len(buffers), dataset_id)
-        return minari.create_dataset_from_buffers(dataset_id, buffers, env=raw_env.spec,
+        free_id = next_free_version(dataset_id)
+        if free_id != dataset_id:
+            log.warning("Minari dataset %s exists already; writing this buffer as %s", dataset_id, free_id)
+        log.info("writing %d episodes to Minari dataset %s", len(buffers), free_id)
+        return minari.create_dataset_from_buffers(free_id, buffers, env=raw_env.spec,
                                                   algorithm_name=algorithm_name, author="rlrun")

@@ -1,0 +1,104 @@
+"""Layer 4: CPU smoke runs of the real `rlrun` command; TensorBoard, checkpoints, resume, datasets."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import minari
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rlrun import checkpoint
+
+from conftest import rlrun
+
+FAST = ["trainer.eval_episodes=2", "trainer.log_every=100", "trainer.progress=false",
+        "network.hidden_sizes=[32,32]"]
+ONLINE_TAGS = {"train/critic_loss", "train/actor_loss", "train/alpha", "train/q_mean", "eval/return_mean",
+               "eval/return_std", "eval/length_mean", "perf/updates_per_s", "perf/env_steps_per_s"}
+
+
+def only_run_dir(root: Path) -> Path:
+    runs = [p.parent for p in root.glob("outputs/**/events.out.tfevents.*")]
+    assert len(set(runs)) == 1, runs
+    return runs[0]
+
+
+def scalars(run_dir: Path) -> dict[str, list]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
+
+
+def test_online_sac_run_logs_checkpoints_exports_and_resumes(tmp_path, minari_store):
+    args = ["algo=sac", "env=pendulum", "trainer.total_steps=600", "trainer.learning_starts=200",
+            "trainer.eval_every=300", "trainer.checkpoint_every=200", "trainer.keep_checkpoints=2",
+            "trainer.save_buffer=true", "trainer.buffer_dataset_id=test/pendulum/smoke-v0", *FAST]
+    result = rlrun(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.relative_to(tmp_path).parts[:3] == ("outputs", "sac", "pendulum")
+    tags = scalars(run_dir)
+    assert ONLINE_TAGS <= set(tags), ONLINE_TAGS - set(tags)
+    assert all(math.isfinite(e.value) for t in ONLINE_TAGS for e in tags[t])
+    assert [e.step for e in tags["eval/return_mean"]] == [300, 600]
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts == ["last.pt", "step_400.pt", "step_600.pt"]
+    state = checkpoint.read(run_dir / "checkpoints" / "last.pt")
+    assert state["step"] == 600 and state["config"]["algo"]["_target_"] == "rlrun.algos.sac.SAC"
+    assert state["source"]["replay"]["size"] == 600 and "version" in state
+
+    # the written replay is a real Minari dataset with true episode boundaries
+    dataset = minari.load_dataset("test/pendulum/smoke-v0")
+    assert dataset.total_episodes == 3 and dataset.total_steps == 600
+    episode = next(dataset.iterate_episodes())
+    assert episode.truncations[-1] and not episode.terminations.any()
+    assert abs(episode.actions).max() <= 2.0 and abs(episode.actions).max() > 1.0  # env units, not [-1, 1]
+    assert dataset.recover_environment().spec.id == "Pendulum-v1"
+
+    # resume continues at the saved step with the saved optimizer state
+    resumed = rlrun(f"resume={run_dir}", "trainer.total_steps=800", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr + resumed.stdout and "at step 600" in resumed.stderr + resumed.stdout
+    final = checkpoint.read(run_dir / "checkpoints" / "last.pt")
+    assert final["step"] == 800
+    assert final["algo"]["actor_opt"]["state"][0]["step"] == state["algo"]["actor_opt"]["state"][0]["step"] + 200
+    steps = [e.step for e in scalars(run_dir)["eval/return_mean"]]
+    assert steps == [300, 600, 800]  # no duplicated or missing points after resume
+    assert (run_dir / ".hydra" / "config.yaml").read_text().count("rlrun.algos.sac.SAC") == 1
+
+
+def test_offline_cql_run_on_local_dataset(tmp_path, pendulum_dataset):
+    args = ["algo=cql", "dataset=pendulum", "dataset.id=test/pendulum/random-v0", "dataset.builder=null",
+            "trainer.total_steps=300", "trainer.eval_every=150", "trainer.checkpoint_every=300", *FAST]
+    result = rlrun(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    tags = scalars(run_dir)
+    assert {"train/cql_diff", "train/td_loss", "eval/return_mean", "perf/updates_per_s"} <= set(tags)
+    state = checkpoint.read(run_dir / "checkpoints" / "last.pt")
+    mean = state["algo"]["obs_norm"]["mean"]
+    assert not torch.allclose(mean, torch.zeros_like(mean))  # dataset normalization is saved
+
+
+def test_offline_door_run_logs_normalized_score(tmp_path, door_dataset):
+    args = ["algo=cql", "dataset=door", "dataset.id=test/door/random-v0", "trainer.total_steps=20",
+            "trainer.eval_every=20", "trainer.eval_episodes=1", "trainer.log_every=10", "trainer.progress=false",
+            "network.hidden_sizes=[32,32]"]
+    result = rlrun(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tags = scalars(only_run_dir(tmp_path))
+    assert "eval/normalized_score" in tags and math.isfinite(tags["eval/normalized_score"][-1].value)
+
+
+def test_missing_dataset_without_network_fails_fast_with_ways_out(tmp_path):
+    import time
+
+    start = time.time()
+    result = rlrun("algo=cql", "dataset=door", cwd=tmp_path, timeout=60)
+    assert time.time() - start < 30
+    assert result.returncode == 2
+    message = result.stderr
+    assert "D4RL/door/human-v2" in message and "download failed" in message and "dataset=door_demos" in message
+    assert "Traceback" not in message

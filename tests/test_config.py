@@ -1,0 +1,107 @@
+"""Layer 1: every config composes and validates; user mistakes fail at start with one clear message."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from rlrun.build import check_config
+from rlrun.errors import UserError
+
+from conftest import make_cfg, rlrun
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("algo,dataset", itertools.product(["sac", "cql"], choices("dataset")))
+def test_offline_configs_compose(algo, dataset):
+    cfg = make_cfg(f"algo={algo}", f"dataset={dataset}")
+    assert cfg.env is None and cfg.dataset.id
+    check_config(cfg)
+
+
+@pytest.mark.parametrize("algo,env", itertools.product(choices("algo"), choices("env")))
+def test_online_configs_compose_without_dataset(algo, env):
+    cfg = make_cfg(f"algo={algo}", f"env={env}")
+    assert cfg.dataset is None, "choosing env= must drop the default dataset"
+    assert cfg.env.id
+
+
+@pytest.mark.parametrize("group", ["network", "device"])
+def test_every_option_of_small_groups_composes(group):
+    for option in choices(group):
+        assert make_cfg(f"{group}={option}")[group]
+
+
+def test_default_is_offline_cql_on_pendulum_buffer():
+    cfg = make_cfg()
+    assert cfg.algo._target_ == "rlrun.algos.cql.CQL"
+    assert cfg.dataset.id == "rlrun/pendulum/sac-v0" and cfg.env is None
+
+
+def test_door_uses_published_corl_settings():
+    cfg = make_cfg("algo=cql", "dataset=door")
+    a = cfg.algo
+    assert (a.cql_alpha, a.lagrange, a.max_target_backup, a.n_actions) == (1.0, False, False, 10)
+    assert (a.actor_lr, a.critic_lr, a.tau, a.backup_entropy) == (1e-4, 3e-4, 0.005, False)
+    assert list(cfg.network.hidden_sizes) == [256, 256, 256] and cfg.network.orthogonal_init
+    assert (cfg.trainer.total_steps, cfg.trainer.batch_size, cfg.trainer.eval_every, cfg.trainer.eval_episodes) == \
+        (1_000_000, 256, 5000, 10)
+    assert cfg.dataset.normalize_obs
+
+
+def test_run_time_sizes_stay_missing_in_config():
+    cfg = make_cfg("algo=sac", "env=pendulum")
+    assert cfg.algo._get_node("obs_dim")._is_missing() and cfg.algo._get_node("act_dim")._is_missing()
+
+
+def test_unknown_key_and_wrong_type_fail_at_compose():
+    with pytest.raises(ConfigCompositionException):
+        make_cfg("algo=sac", "env=pendulum", "foo=1")
+    with pytest.raises((ValidationError, ConfigCompositionException)):
+        make_cfg("trainer.total_steps=abc")
+    with pytest.raises(ConfigCompositionException):
+        make_cfg("algo.not_a_setting=3")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["algo=sac", "env=pendulum", "dataset=pendulum"], "both env= and dataset="),
+    (["trainer.total_steps=0"], "trainer.total_steps must be a positive"),
+    (["trainer.eval_every=-5"], "trainer.eval_every must be a positive"),
+])
+def test_preflight_errors(overrides, message):
+    with pytest.raises(UserError, match=message):
+        check_config(make_cfg(*overrides))
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["algo=sac", "env=pendulum", "foo=1"], "foo"),
+    (["trainer.total_steps=abc"], "total_steps"),
+    (["algo=nope"], "algo/nope"),
+    (["algo=sac", "env=pendulum", "dataset=pendulum"], "both env= and dataset="),
+    pytest.param(["algo=sac", "env=pendulum", "device=cuda"], "no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
+    (["algo=sac", "env=pendulum", "trainer.total_steps=-1"], "must be a positive"),
+    (["resume=/nonexistent/run"], "holds no readable checkpoint"),
+])
+def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected):
+    result = rlrun(*args, cwd=tmp_path, timeout=60)
+    assert result.returncode != 0
+    assert expected in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_cfg_job_prints_door_settings(tmp_path):
+    result = rlrun("algo=cql", "dataset=door", "--cfg", "job", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "D4RL/door/human-v2" in result.stdout and "cql_alpha: 1.0" in result.stdout
+    assert not (tmp_path / "outputs").exists()

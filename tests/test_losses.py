@@ -1,0 +1,110 @@
+"""Layer 2: the loss math against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from rlrun import losses
+from rlrun.nets import TanhGaussianActor, MLPSpec, tanh_gaussian_log_prob
+
+
+def test_td_target_bootstraps_through_truncation_not_termination():
+    r, v = torch.tensor([1.0, 1.0]), torch.tensor([10.0, 10.0])
+    terminal = torch.tensor([0.0, 1.0])  # a truncated step is stored as terminal=0
+    assert torch.allclose(losses.td_target(r, terminal, v, 0.9), torch.tensor([10.0, 1.0]))
+
+
+def test_critic_mse_sums_members_and_averages_batch():
+    q = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    target = torch.tensor([0.0, 0.0])
+    # member 0: (1 + 4) / 2 = 2.5; member 1: 0
+    assert losses.critic_mse(q, target).item() == 2.5
+
+
+def test_temperature_loss_by_hand():
+    log_alpha = torch.tensor(math.log(2.0), requires_grad=True)
+    log_prob = torch.tensor([-1.0, -3.0])
+    loss = losses.temperature_loss(log_alpha, log_prob, target_entropy=-1.0)
+    # log π + H̄ = (-2, -4), mean -3: loss = -(log 2 · -3) = 3 log 2
+    assert math.isclose(loss.item(), 3 * math.log(2.0), rel_tol=1e-6)
+    loss.backward()
+    assert math.isclose(log_alpha.grad.item(), 3.0, rel_tol=1e-6)  # d/dlog α = -mean(log π + H̄)
+
+
+def test_cql_logsumexp_importance_sampled_by_hand():
+    # one critic, one state, N = 1 sampled action of each kind, act_dim 2
+    q_rand, q_pi, q_next = (torch.tensor([[[v]]]) for v in (1.0, 2.0, 3.0))
+    log_pi, log_next = torch.tensor([[-0.5]]), torch.tensor([[-1.5]])
+    out = losses.cql_logsumexp(q_rand, q_pi, q_next, log_pi, log_next, act_dim=2, temperature=1.0,
+                               importance_sample=True)
+    # uniform density on [-1,1]^2 is 1/4: terms 1 + log 4, 2 + 0.5, 3 + 1.5
+    terms = [1.0 + math.log(4.0), 2.5, 4.5]
+    expected = math.log(sum(math.exp(t) for t in terms))
+    assert out.shape == (1, 1) and math.isclose(out.item(), expected, rel_tol=1e-6)
+
+
+def test_cql_logsumexp_plain_and_temperature():
+    q = [torch.tensor([[[v]]]) for v in (0.0, 1.0, 2.0)]
+    zeros = torch.zeros(1, 1)
+    out = losses.cql_logsumexp(*q, zeros, zeros, act_dim=3, temperature=2.0, importance_sample=False)
+    expected = 2.0 * math.log(math.exp(0.0) + math.exp(0.5) + math.exp(1.0))
+    assert math.isclose(out.item(), expected, rel_tol=1e-6)
+
+
+def test_conservative_difference_and_clip():
+    ood = torch.tensor([[3.0, 1.0], [0.0, 0.0]])
+    q_data = torch.tensor([[1.0, 1.0], [5.0, 1.0]])
+    diff = losses.cql_difference(ood, q_data, float("-inf"), float("inf"))
+    assert torch.allclose(diff, torch.tensor([1.0, -3.0]))  # member 1: mean(-5, -1)
+    clipped = losses.cql_difference(ood, q_data, -1.0, 1.5)
+    assert torch.allclose(clipped, torch.tensor([0.75, -1.0]))  # member 0: mean(1.5, 0); member 1: mean(-1, -1)
+
+
+def test_conservative_term_on_tiny_critic_by_hand():
+    """A linear critic Q(s, a) = w·a, one state: the penalty's value and gradient match the formula."""
+    w = torch.tensor([1.0, -1.0], requires_grad=True)
+    a_rand, a_pi, a_next, a_data = (torch.tensor(v) for v in ([0.5, 0.5], [1.0, 0.0], [0.0, 1.0], [0.2, 0.1]))
+    q = lambda a: (w * a).sum().reshape(1, 1, 1)  # noqa: E731  (n=1, B=1, N=1)
+    log_pi, log_next = torch.tensor([[-0.2]]), torch.tensor([[0.3]])
+    ood = losses.cql_logsumexp(q(a_rand), q(a_pi), q(a_next), log_pi, log_next, 2, 1.0, True)
+    diff = losses.cql_difference(ood, q(a_data)[..., 0], float("-inf"), float("inf"))
+    diff.sum().backward()
+    terms = torch.tensor([0.0 + math.log(4.0), 1.0 + 0.2, -1.0 - 0.3])  # Q - log density
+    weights = torch.softmax(terms, 0)
+    assert math.isclose(diff.item(), torch.logsumexp(terms, 0).item() - 0.1, rel_tol=1e-6)
+    expected_grad = weights[0] * a_rand + weights[1] * a_pi + weights[2] * a_next - a_data
+    assert torch.allclose(w.grad, expected_grad, atol=1e-6)
+
+
+def test_lagrange_terms():
+    log_ap = torch.tensor(math.log(2.0), requires_grad=True)
+    diff = torch.tensor([3.0, 1.0], requires_grad=True)
+    penalty, ap_loss = losses.lagrange_terms(log_ap, diff, cql_alpha=5.0, target_gap=2.0)
+    assert torch.allclose(penalty, torch.tensor([10.0, -10.0]))
+    assert math.isclose(ap_loss.item(), 0.0, abs_tol=1e-6)  # -(10 - 10)/2
+    ap_loss.backward()
+    assert log_ap.grad is not None and diff.grad is None
+
+
+def test_tanh_gaussian_log_prob_matches_change_of_variables():
+    mean, log_std = torch.tensor([[0.3, -0.2]]), torch.tensor([[-0.5, 0.1]])
+    u = torch.tensor([[0.7, -1.2]])
+    normal = torch.distributions.Normal(mean, log_std.exp())
+    expected = (normal.log_prob(u) - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
+    assert torch.allclose(tanh_gaussian_log_prob(u, mean, log_std), expected, atol=1e-5)
+
+
+def test_actor_log_prob_of_own_sample_agrees():
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(3, 2, MLPSpec([16]))
+    obs = torch.randn(5, 3)
+    action, log_prob = actor(obs)
+    assert torch.allclose(actor.log_prob(obs, action), log_prob, atol=1e-3)
+
+
+def test_soft_update():
+    target, source = [torch.zeros(3)], [torch.ones(3)]
+    losses.soft_update(target, source, 0.25)
+    assert torch.allclose(target[0], torch.full((3,), 0.25))
