@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,8 @@ class Trainer:
     def run(self) -> float:
         """Train to total_steps; returns the final eval/return_mean (what sweepers optimize)."""
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=self.s.total_steps, initial=self.step, disable=not self.s.progress, dynamic_ncols=True)
+        bar = tqdm(total=self.s.total_steps, initial=self.step, disable=not self.s.progress, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
         metrics: dict[str, Any] = {}
         timer = {"step": self.step, "time": time.perf_counter()}
         try:

@@ -93,7 +93,8 @@ class DatasetSource:
         data = flatten(dataset)
         space = dataset.action_space
         if isinstance(space, gym.spaces.Box):  # [low, high] -> [-1, 1], as the eval env expects
-            data["act"] = (2.0 * (data["act"] - space.low) / (space.high - space.low) - 1.0).astype(np.float32)
+            scaled = 2.0 * (data["act"] - space.low) / (space.high - space.low) - 1.0
+            data["act"] = np.clip(scaled, -1.0, 1.0).astype(np.float32)  # the env clips too (human demos exceed it)
         data["rew"] = data["rew"] * reward_scale + reward_bias
         mean, std = data["obs"].mean(0), data["obs"].std(0) + 1e-3
         if not normalize_obs:

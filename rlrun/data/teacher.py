@@ -15,8 +15,11 @@ def build_pendulum_buffer(dataset_id: str, total_steps: int = 20000, seed: int =
                           output_root: str = "outputs/teachers") -> None:
     """Train SAC online on Pendulum-v1 for `total_steps` and write its replay as `dataset_id`."""
     from rlrun.build import run
-    from rlrun.cli import CONF_DIR, claim_dir
+    from rlrun.cli import CONF_DIR, claim_dir, register_resolvers
+    from rlrun.schema import register_configs
 
+    register_resolvers()
+    register_configs()
     overrides = ["algo=sac", "env=pendulum", f"trainer.total_steps={total_steps}", f"seed={seed}",
                  "trainer.save_buffer=true", f"trainer.buffer_dataset_id={dataset_id}"]
     run_dir = Path(claim_dir(f"{output_root}/{dataset_id.replace('/', '_')}"))
