@@ -78,8 +78,27 @@ def hydra_main(cfg: DictConfig) -> float | None:
         sys.exit(e.code)
 
 
+def unwritable_output(argv: list[str]) -> str | None:
+    """The output location named on the command line (default ./outputs) if it cannot be created."""
+    target = "outputs"
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir"):
+            target = value
+    path = Path(target).expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if path.is_dir() and os.access(path, os.W_OK):
+        return None
+    return target
+
+
 def main() -> None:
-    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    bad_output = unwritable_output(sys.argv[1:])
+    if bad_output is not None:
+        print(f"rlrun: error: cannot create the output directory {bad_output}: its parent is not a writable "
+              f"directory; run from a writable directory or set hydra.run.dir=... to one.", file=sys.stderr)
+        sys.exit(2)
     register_resolvers()
     register_configs()
     hydra_main()

@@ -1,0 +1,150 @@
+"""Reliability: exact resume, damaged checkpoints, the non-finite guard, signals, unique run dirs."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlrun import checkpoint
+from rlrun.build import make_algo, make_source, run
+from rlrun.cli import claim_dir
+from rlrun.logger import Logger
+from rlrun.trainer import NonFiniteError, Schedule, Trainer
+
+from conftest import make_cfg, rlrun
+
+SMALL = ["network.hidden_sizes=[32,32]", "trainer.progress=false", "trainer.eval_episodes=1", "trainer.log_every=50"]
+ONLINE = ["algo=sac", "env=pendulum", "trainer.learning_starts=100", "trainer.eval_every=200",
+          "trainer.checkpoint_every=100", *SMALL]
+OFFLINE = ["algo=cql", "dataset=pendulum", "dataset.id=test/pendulum/random-v0", "dataset.builder=null",
+           "trainer.eval_every=200", "trainer.checkpoint_every=100", *SMALL]
+
+
+def final_weights(run_dir: Path) -> dict:
+    return checkpoint.read(run_dir / "checkpoints" / "last.pt")["algo"]
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    for module in ("actor", "critic", "critic_target"):
+        for key, value in a[module].items():
+            assert torch.equal(value, b[module][key]), f"{module}.{key} differs"
+    assert torch.equal(a["log_alpha"], b["log_alpha"])
+
+
+@pytest.mark.parametrize("args", [ONLINE, OFFLINE], ids=["online_sac", "offline_cql"])
+def test_stop_and_resume_is_bit_identical(tmp_path, args, pendulum_dataset):
+    torch.set_num_threads(1)
+    run(make_cfg(*args, "trainer.total_steps=400"), tmp_path / "straight")
+    run(make_cfg(*args, "trainer.total_steps=200"), tmp_path / "split")
+    resumed = make_cfg(*args, f"resume={tmp_path / 'split'}")
+    run(resumed, tmp_path / "split", ["trainer.total_steps=400"])
+    assert_identical(final_weights(tmp_path / "straight"), final_weights(tmp_path / "split"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [ONLINE, OFFLINE], ids=["online_sac", "offline_cql"])
+def test_sigkill_at_random_steps_then_resume_is_bit_identical(tmp_path, args, pendulum_dataset):
+    """Kill -9 three times at random moments; each time resume; final weights equal a straight run."""
+    common = [*args, "trainer.total_steps=1500", "device.threads=1"]
+    straight = tmp_path / "straight"
+    assert rlrun(*common, f"hydra.run.dir={straight}", cwd=tmp_path).returncode == 0
+    killed = tmp_path / "killed"
+    rng = random.Random(0)
+    for attempt in range(3):
+        extra = [f"resume={killed}"] if attempt else [f"hydra.run.dir={killed}"]
+        proc = subprocess.Popen([sys.executable, "-m", "rlrun.cli", *common, *extra], cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(6, 12))
+        proc.kill()
+        proc.wait()
+    done = rlrun(*common, f"resume={killed}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_identical(final_weights(straight), final_weights(killed))
+
+
+def test_damaged_checkpoints_fall_back_to_newest_good(tmp_path, caplog):
+    for step in (1, 2, 3):
+        checkpoint.save(tmp_path, step, {"step": step}, keep=3)
+    (tmp_path / "last.pt").write_bytes((tmp_path / "last.pt").read_bytes()[:20])  # truncated inside the header
+    damaged = bytearray((tmp_path / "step_3.pt").read_bytes())
+    damaged[-10] ^= 0xFF  # one flipped byte
+    (tmp_path / "step_3.pt").write_bytes(bytes(damaged))
+    state, path = checkpoint.load_latest(tmp_path)
+    assert state["step"] == 2 and path.name == "step_2.pt"
+    assert "damaged" in caplog.text and "truncated" in caplog.text
+
+
+def test_rotation_keeps_newest_and_never_leaves_none(tmp_path):
+    for step in range(1, 6):
+        checkpoint.save(tmp_path, step, {"step": step}, keep=1)
+        assert checkpoint.load_latest(tmp_path)[0]["step"] == step
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "step_5.pt"]
+
+
+def test_non_finite_loss_stops_with_step_and_term_and_keeps_good_checkpoint(tmp_path, pendulum_dataset):
+    cfg = make_cfg(*OFFLINE, "trainer.total_steps=400", "trainer.checkpoint_every=100")
+    device = torch.device("cpu")
+    source = make_source(cfg, device)
+    algo = make_algo(cfg, source.spaces, device)
+    update = algo.update
+
+    def poisoned(batch):
+        metrics = update(batch)
+        if trainer.step >= 130:
+            with torch.no_grad():
+                next(algo.critic.parameters()).fill_(float("nan"))
+        return metrics
+
+    algo.update = poisoned
+    schedule = Schedule(400, 32, 200, 1, 50, 100, 3, False)
+    trainer = Trainer(algo, source, Logger(tmp_path), tmp_path, schedule, 0, {}, device)
+    with pytest.raises(NonFiniteError, match=r"step 150 in .*critic"):
+        trainer.run()
+    assert checkpoint.load_latest(tmp_path / "checkpoints")[0]["step"] == 100
+    assert not (tmp_path / "checkpoints" / "step_200.pt").exists()
+
+
+def test_cli_non_finite_message_and_exit(tmp_path, pendulum_dataset):
+    result = rlrun(*OFFLINE, "trainer.total_steps=100", "dataset.reward_scale=nan", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "non-finite values at step 50" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_checkpoint_and_exits_nonzero(tmp_path, sig):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rlrun.cli", *ONLINE, "trainer.total_steps=100000",
+                             f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err[-2000:]
+    err = out + err  # Hydra's console log handler writes to stdout
+    state = checkpoint.read(run_dir / "checkpoints" / "last.pt")
+    assert state["step"] > 0
+    assert f"signal {int(sig)}: checkpoint written at step {state['step']}" in err
+
+
+def test_runs_in_the_same_second_get_distinct_directories(tmp_path):
+    target = str(tmp_path / "outputs" / "sac" / "pendulum" / "2026-01-01_00-00-00")
+    dirs = {claim_dir(target) for _ in range(3)}
+    assert len(dirs) == 3 and all(Path(d).is_dir() for d in dirs)
+
+
+def test_unwritable_output_directory_is_a_clear_error(tmp_path):
+    (tmp_path / "a_file").write_text("not a directory")
+    result = rlrun("algo=sac", "env=pendulum", "hydra.run.dir=a_file/run", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "cannot create the output directory a_file/run" in result.stderr and "Traceback" not in result.stderr
