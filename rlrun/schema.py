@@ -159,35 +159,6 @@ class CQLConfig(SACConfig):
 
 
 @dataclass
-class OptionCriticConfig:
-    _target_: str = "rlrun.algos.option_critic.OptionCritic"
-    obs_dim: int = MISSING
-    """Observation size (set at run time)."""
-    act_dim: int = MISSING
-    """Action count (discrete) or size (continuous), set at run time."""
-    discrete: bool = MISSING
-    """Discrete actions (softmax intra-option policies), set at run time."""
-    num_options: int = 4
-    """Number of options."""
-    gamma: float = 0.99
-    """Discount factor."""
-    lr: float = 1e-3
-    """Learning rate of the critic, intra-option policies and terminations."""
-    termination_reg: float = 0.01
-    """xi: added to the termination advantage so options persist."""
-    entropy_weight: float = 0.01
-    """Entropy bonus of the intra-option policies."""
-    eps_start: float = 1.0
-    """Initial epsilon of the epsilon-greedy policy over options."""
-    eps_end: float = 0.05
-    """Final epsilon."""
-    eps_decay_steps: int = 20_000
-    """Env steps over which epsilon decays linearly."""
-    target_update_every: int = 1000
-    """Env steps between hard target-network updates."""
-
-
-@dataclass
 class Config:
     algo: Any = MISSING
     """Algorithm (group `algo`)."""
@@ -213,7 +184,6 @@ def register_configs() -> None:
     cs.store(name="rlrun_config", node=Config)
     cs.store(group="algo", name="sac_schema", node=SACConfig)
     cs.store(group="algo", name="cql_schema", node=CQLConfig)
-    cs.store(group="algo", name="option_critic_schema", node=OptionCriticConfig)
     cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
     cs.store(group="env", name="env_schema", node=EnvConfig)
     cs.store(group="network", name="network_schema", node=NetworkConfig)

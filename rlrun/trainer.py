@@ -114,8 +114,7 @@ class Trainer:
         self._check_finite(metrics)
         now = time.perf_counter()
         rate = (self.step - timer["step"]) / max(now - timer["time"], 1e-9)
-        perf_tag = "perf/env_steps_per_s" if self.source.ready(0) is False or hasattr(self.source, "replay") else None
-        perf = {"perf/updates_per_s": rate} | ({perf_tag: rate} if perf_tag else {})
+        perf = {"perf/updates_per_s": rate} | ({"perf/env_steps_per_s": rate} if self.source.online else {})
         self.logger.scalars({**metrics, **perf}, self.step)
         timer.update(step=self.step, time=now)
 

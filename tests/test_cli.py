@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import minari
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -67,6 +68,28 @@ def test_online_sac_run_logs_checkpoints_exports_and_resumes(tmp_path, minari_st
     steps = [e.step for e in scalars(run_dir)["eval/return_mean"]]
     assert steps == [300, 600, 800]  # no duplicated or missing points after resume
     assert (run_dir / ".hydra" / "config.yaml").read_text().count("rlrun.algos.sac.SAC") == 1
+
+
+@pytest.mark.parametrize("env", ["door", "pick_place"])
+def test_online_sac_in_mujoco_envs(tmp_path, env):
+    args = [f"algo=sac", f"env={env}", "trainer.total_steps=60", "trainer.learning_starts=30", "trainer.batch_size=16",
+            "trainer.eval_every=60", "trainer.eval_episodes=1", "trainer.checkpoint_every=30", *FAST]
+    result = rlrun(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)
+    assert checkpoint.read(run_dir / "checkpoints" / "last.pt")["step"] == 60
+
+
+def test_four_rooms_env_is_a_gymnasium_env():
+    from gymnasium.utils.env_checker import check_env
+
+    from rlrun.envs import make_env
+
+    env = make_env("rlrun.envs:rlrun/FourRooms-v0", {}, None, 0)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (104,) and obs.sum() == 1.0
 
 
 def test_offline_cql_run_on_local_dataset(tmp_path, pendulum_dataset):

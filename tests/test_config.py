@@ -92,6 +92,7 @@ def test_preflight_errors(overrides, message):
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
     (["algo=sac", "env=pendulum", "trainer.total_steps=-1"], "must be a positive"),
     (["resume=/nonexistent/run"], "holds no readable checkpoint"),
+    (["algo=sac", "env=cartpole"], "SAC does not support discrete actions"),
 ])
 def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected):
     result = rlrun(*args, cwd=tmp_path, timeout=60)

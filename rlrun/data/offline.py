@@ -82,6 +82,8 @@ def flatten(dataset: minari.MinariDataset) -> dict[str, np.ndarray]:
 class DatasetSource:
     """Transitions resident on the device, sampled with on-device indices."""
 
+    online = False
+
     def __init__(self, dataset: minari.MinariDataset, normalize_obs: bool, reward_scale: float,
                  reward_bias: float, ref_min_score: float | None, ref_max_score: float | None,
                  device: torch.device) -> None:

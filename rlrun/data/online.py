@@ -56,6 +56,8 @@ def next_free_version(dataset_id: str) -> str:
 class EnvSource:
     """Collects one transition per trainer step; random actions for the first `learning_starts`."""
 
+    online = True
+
     def __init__(self, env_fn: EnvFn, seed: int, replay_size: int, learning_starts: int,
                  device: torch.device) -> None:
         self.env_fn, self.device, self.learning_starts = env_fn, device, learning_starts
