@@ -23,7 +23,16 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: setup
+D3RLPY := bench/.venv-d3rlpy/.installed
+
+# d3rlpy 2.8.1 pins gymnasium 1.0.0, so it lives in its own environment (same torch CPU wheel)
+$(D3RLPY):
+	python3 -m venv bench/.venv-d3rlpy
+	bench/.venv-d3rlpy/bin/pip install -q torch==2.13.0
+	bench/.venv-d3rlpy/bin/pip install -q d3rlpy==2.8.1 "torch>=2.5"
+	touch $(D3RLPY)
+
+bench: setup $(D3RLPY)
 	$(PY) bench/throughput.py
 
 clean:

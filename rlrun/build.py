@@ -16,6 +16,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rlrun import checkpoint
+from rlrun.accel import accelerate
 from rlrun.data import offline
 from rlrun.data.online import EnvSource, Spaces
 from rlrun.envs import make_env
@@ -91,7 +92,10 @@ def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
     sizes = {"obs_dim": spaces.obs_dim, "act_dim": spaces.act_dim}
     if "discrete" in cfg.algo:
         sizes["discrete"] = spaces.discrete
-    return instantiate(cfg.algo, **sizes, network=instantiate(cfg.network, _convert_="all"), device=device)
+    algo = instantiate(cfg.algo, **sizes, network=instantiate(cfg.network, _convert_="all"), device=device)
+    d = cfg.device
+    algo.update = accelerate(algo.update, device, d.amp, d.compile, d.cuda_graphs)
+    return algo
 
 
 def load_resume(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any] | None]:

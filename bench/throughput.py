@@ -1,0 +1,138 @@
+"""Update throughput of rlrun's CQL and SAC, with d3rlpy 2.8.1 side by side in the same run.
+
+    python bench/throughput.py [--seconds 20] [--configs door pendulum] [--devices cpu cuda]
+
+Sizes: door = 39 obs, 28 actions, 3x256 actor and critics, batch 256, 10 sampled actions;
+pendulum = 3 obs, 1 action, 2x64 (the cql_pendulum preset), batch 256, 10 sampled actions.
+Variants: fp32, bf16 autocast (device.amp), torch.compile (device.compile), and on cuda also
+CUDA graphs. d3rlpy runs from bench/.venv-d3rlpy (`make bench` creates it; its gymnasium pin
+conflicts with ours). FLOP utilization = analytic matmul FLOPs per update × updates/s ÷ the
+measured matmul peak of the device in that precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from rlrun.accel import accelerate
+from rlrun.algos.base import Batch
+from rlrun.algos.cql import CQL
+from rlrun.algos.sac import SAC
+from rlrun.nets import MLPSpec
+
+HERE = Path(__file__).resolve().parent
+D3RLPY_PY = HERE / ".venv-d3rlpy" / "bin" / "python"
+CONFIGS = {"door": (39, 28, [256, 256, 256]), "pendulum": (3, 1, [64, 64])}
+BATCH, N_ACTIONS = 256, 10
+
+
+def linear_flops(rows: int, dims: list[int]) -> int:
+    return sum(2 * rows * i * o for i, o in zip(dims[:-1], dims[1:]))
+
+
+def update_flops(algo: str, obs: int, act: int, hidden: list[int], n_critics: int = 2) -> float:
+    """Matmul FLOPs of one update (backward = 2x forward) as rlrun computes it."""
+    critic = lambda rows: n_critics * linear_flops(rows, [obs + act, *hidden, 1])  # noqa: E731
+    actor = lambda rows: linear_flops(rows, [obs, *hidden, 2 * act])  # noqa: E731
+    B, N = BATCH, N_ACTIONS
+    total = actor(B) + critic(B)  # target: pi(s') and target critics
+    total += 3 * actor(B) + 3 * critic(B)  # actor loss through the critics
+    if algo == "cql":
+        total += actor(2 * B * N) + 3 * critic(B * (1 + 3 * N))  # sampled actions, fused critic pass
+    else:
+        total += 3 * critic(B)
+    return float(total)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 3.0) -> float:
+    a = torch.randn(2048, 2048, device=device, dtype=dtype)
+    b = torch.randn(2048, 2048, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * 2048**3 * count / (time.perf_counter() - start)
+
+
+def rlrun_rate(algo: str, cfg: str, device: torch.device, amp: bool, compile: bool, graphs: bool,
+               seconds: float) -> float:
+    obs, act, hidden = CONFIGS[cfg]
+    torch.manual_seed(0)
+    cls, extra = (CQL, {"n_actions": N_ACTIONS, "backup_entropy": False}) if algo == "cql" else (SAC, {})
+    model = cls(obs, act, MLPSpec(hidden), device, actor_lr=1e-4, critic_lr=3e-4, **extra)
+    update = accelerate(model.update, device, amp, compile, graphs)
+    batch = Batch(torch.randn(BATCH, obs, device=device), torch.rand(BATCH, act, device=device) * 2 - 1,
+                  torch.randn(BATCH, device=device), torch.randn(BATCH, obs, device=device),
+                  torch.zeros(BATCH, device=device))
+    for _ in range(5 if not (compile or graphs) else 20):
+        update(batch)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        update(batch)
+        count += 1
+    sync()
+    return count / (time.perf_counter() - start)
+
+
+def d3rlpy_rate(algo: str, cfg: str, device: torch.device, seconds: float) -> float | None:
+    if not D3RLPY_PY.exists():
+        return None
+    obs, act, hidden = CONFIGS[cfg]
+    cmd = [str(D3RLPY_PY), str(HERE / "d3rlpy_worker.py"), "--algo", algo, "--obs-dim", str(obs), "--act-dim",
+           str(act), "--hidden", *map(str, hidden), "--n-actions", str(N_ACTIONS), "--batch", str(BATCH),
+           "--seconds", str(seconds), "--device", "cuda:0" if device.type == "cuda" else "cpu:0"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr[-1500:], file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["updates_per_s"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    p.add_argument("--algos", nargs="+", default=["cql", "sac"])
+    p.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    args = p.parse_args()
+    print(f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · torch {torch.__version__} · "
+          f"{torch.get_num_threads()} threads")
+    for dev_name in args.devices:
+        device = torch.device(dev_name)
+        peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
+        print(f"\n## {dev_name}: matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+        print("| config | algo | variant | rlrun updates/s | d3rlpy updates/s | ratio | FLOP utilization |")
+        print("|---|---|---|---|---|---|---|")
+        for cfg in args.configs:
+            for algo in args.algos:
+                base = d3rlpy_rate(algo, cfg, device, args.seconds)
+                variants = [("fp32", False, False, False), ("bf16", True, False, False)]
+                if not args.no_compile:
+                    variants += [("fp32+compile", False, True, False), ("bf16+compile", True, True, False)]
+                if device.type == "cuda":
+                    variants += [("fp32+graphs", False, True, True), ("bf16+graphs", True, True, True)]
+                for name, amp, comp, graphs in variants:
+                    rate = rlrun_rate(algo, cfg, device, amp, comp, graphs, args.seconds)
+                    util = update_flops(algo, *CONFIGS[cfg]) * rate / peaks["bf16" if amp else "fp32"]
+                    ratio = f"{rate / base:.2f}x" if base else "n/a"
+                    d3 = f"{base:.1f}" if base else "not installed"
+                    print(f"| {cfg} | {algo} | {name} | {rate:.1f} | {d3} | {ratio} | {100 * util:.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
