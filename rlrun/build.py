@@ -5,6 +5,7 @@ a logger and a trainer, all taking plain typed arguments, and runs them.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from functools import partial
 from pathlib import Path
@@ -98,10 +99,18 @@ def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
     return algo
 
 
-def load_resume(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any] | None]:
-    """With resume=<dir>: the checkpoint's config (plus trainer.* overrides) and its state."""
+def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any] | None]:
+    """With resume=<dir>: the checkpoint's config (plus trainer.* overrides) and its state.
+
+    A run whose own directory already holds checkpoints (a requeued SLURM job, rerun in its job
+    directory) resumes from them too.
+    """
     if not cfg.resume:
-        return cfg, None
+        if not (run_dir / "checkpoints").is_dir() or checkpoint.load_latest(run_dir / "checkpoints") is None:
+            return cfg, None
+        log.info("%s already holds checkpoints (a requeued job?): resuming from them", run_dir)
+        cfg = cfg.copy()
+        cfg.resume = str(run_dir)
     ckpt_dir = Path(cfg.resume).expanduser() / "checkpoints"
     found = checkpoint.load_latest(ckpt_dir) if ckpt_dir.is_dir() else None
     if found is None:
@@ -114,6 +123,21 @@ def load_resume(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, 
     merged = OmegaConf.merge(saved, OmegaConf.from_dotlist(extra))
     merged.resume = cfg.resume
     return merged, state
+
+
+def summary(cfg: DictConfig, source: Any, algo: Any, device: torch.device) -> str:
+    """What a run would train: data, sizes, networks with parameter counts, device."""
+    sp = source.spaces
+    data = (f"env {cfg.env.id} (online)" if cfg.env is not None
+            else f"dataset {cfg.dataset.id}: {source.size} transitions (offline)")
+    lines = [f"algorithm  {type(algo).__name__} ({cfg.algo._target_})", f"data       {data}",
+             f"spaces     obs_dim={sp.obs_dim} act_dim={sp.act_dim} {'discrete' if sp.discrete else 'continuous'}",
+             f"device     {device}", f"steps      {cfg.trainer.total_steps} × batch {cfg.trainer.batch_size}"]
+    for name, module in vars(algo).items():
+        if isinstance(module, torch.nn.Module) and sum(p.numel() for p in module.parameters()):
+            count = sum(p.numel() for p in module.parameters())
+            lines.append(f"network    {name}: {count:,} parameters")
+    return "\n".join(lines)
 
 
 def _schedule(t: DictConfig) -> Schedule:
@@ -139,7 +163,7 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
 
 def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     """Build everything from `cfg` and train; returns the final eval/return_mean."""
-    cfg, resume_state = load_resume(cfg, overrides)
+    cfg, resume_state = load_resume(cfg, run_dir, overrides)
     check_config(cfg)
     device = make_device(cfg.device)
     seed_everything(cfg.seed)
@@ -147,6 +171,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     algo = make_algo(cfg, source.spaces, device)
     if cfg.dataset is not None:
         algo.obs_norm.set(source.obs_mean, source.obs_std)
+    if cfg.dry_run:
+        print(summary(cfg, source, algo, device))
+        return math.nan
     resolved = OmegaConf.to_container(cfg, resolve=True)
     logger = Logger(run_dir, purge_step=resume_state["step"] + 1 if resume_state else None)
     trainer = Trainer(algo, source, logger, run_dir, _schedule(cfg.trainer), cfg.seed, resolved, device)

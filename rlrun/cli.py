@@ -94,6 +94,9 @@ def unwritable_output(argv: list[str]) -> str | None:
 
 
 def main() -> None:
+    if {"--cfg", "-c"} & set(sys.argv) and {"-m", "--multirun"} & set(sys.argv):
+        # Hydra takes one mode; `rlrun -m ... --cfg hydra` shows the config each job would get
+        sys.argv = [a for a in sys.argv if a not in ("-m", "--multirun")]
     bad_output = unwritable_output(sys.argv[1:])
     if bad_output is not None:
         print(f"rlrun: error: cannot create the output directory {bad_output}: its parent is not a writable "

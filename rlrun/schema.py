@@ -176,6 +176,8 @@ class Config:
     """Seed of networks, sampling and environments."""
     resume: Optional[str] = None
     """A run directory to continue from its newest good checkpoint."""
+    dry_run: bool = False
+    """Build data, networks and device, print a summary, and stop before training."""
 
 
 def register_configs() -> None:

@@ -79,6 +79,17 @@ def flatten(dataset: minari.MinariDataset) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def check_spaces(dataset: minari.MinariDataset) -> None:
+    """The dataset's spaces must be those of the env it is evaluated in."""
+    env = dataset.recover_environment(eval_env=True)
+    for kind, data_space, env_space in (("observation", dataset.observation_space, env.observation_space),
+                                        ("action", dataset.action_space, env.action_space)):
+        if data_space.shape != env_space.shape or type(data_space) is not type(env_space):
+            raise UserError(f"dataset {dataset.spec.dataset_id} has {kind} space {data_space} but its eval env "
+                            f"{env.spec.id} has {env_space}; rebuild the dataset for that env.")
+    env.close()
+
+
 class DatasetSource:
     """Transitions resident on the device, sampled with on-device indices."""
 
@@ -88,6 +99,7 @@ class DatasetSource:
                  reward_bias: float, ref_min_score: float | None, ref_max_score: float | None,
                  device: torch.device) -> None:
         self.dataset, self.device = dataset, device
+        check_spaces(dataset)
         self.spaces: Spaces = spaces_of(dataset.recover_environment())
         meta = dataset.storage.metadata
         self.ref_min = meta.get("ref_min_score", ref_min_score)
