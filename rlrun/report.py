@@ -1,0 +1,188 @@
+"""Multi-seed report: one table and one figure per metric from a sweep directory or `outputs/`.
+
+    rlrun-report outputs/multirun/2026-11-21/10-00-00 [--metrics eval/return_mean] [--out DIR]
+
+Runs (directories with TensorBoard events and a .hydra/config.yaml) are grouped by their config
+with the seed removed. The table gives, per group, the final value of each metric: mean ± std
+over seeds, and the interquartile mean with a 95% percentile-bootstrap confidence interval
+(numpy; rliable 1.2 fails to import beside pandas 3). Learning curves show the mean and a 95% bootstrap band of the mean per group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+IGNORED_KEYS = {"seed", "resume", "dry_run"}
+IGNORED_PREFIXES = ("trainer.progress",)
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # tag -> (steps, values)
+
+
+def flatten(node: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def find_runs(root: Path, metrics: list[str]) -> list[Run]:
+    runs = []
+    for config_file in sorted(root.rglob(".hydra/config.yaml")):
+        run_dir = config_file.parent.parent
+        if not list(run_dir.glob("events.out.tfevents.*")):
+            continue
+        acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+        acc.Reload()
+        config = flatten(OmegaConf.to_container(OmegaConf.load(config_file), resolve=False))
+        run = Run(run_dir, config)
+        for tag in metrics:
+            if tag in acc.Tags()["scalars"]:
+                events = acc.Scalars(tag)
+                run.curves[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
+        runs.append(run)
+    return runs
+
+
+def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    """Group by config without the seed; name each group by the keys in which groups differ."""
+    def key(run: Run) -> str:
+        kept = {k: v for k, v in run.config.items() if k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES)}
+        return json.dumps(kept, sort_keys=True, default=str)
+
+    by_key: dict[str, list[Run]] = {}
+    for run in runs:
+        by_key.setdefault(key(run), []).append(run)
+    configs = [json.loads(k) for k in by_key]
+    differing = sorted({k for c in configs for k in c if any(c.get(k) != o.get(k) for o in configs)})
+    named = {}
+    for i, (k, members) in enumerate(by_key.items()):
+        config = json.loads(k)
+        source = config.get("env.id") or config.get("dataset.id")
+        base = f"{str(config.get('algo._target_', '?')).rsplit('.', 1)[-1]} on {source}"
+        if differing and len(differing) <= 4:
+            named[", ".join(f"{d.rsplit('.', 1)[-1]}={config.get(d)}" for d in differing)] = members
+        else:
+            named[base if len(by_key) == 1 else f"{base} #{i}"] = members
+    return named
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle half (25% trimmed from each end)."""
+    n = values.shape[axis]
+    cut = int(0.25 * n)
+    ordered = np.sort(values, axis=axis)
+    return np.take(ordered, range(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+def iqm_with_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """IQM over runs and its 95% percentile-bootstrap CI (runs resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    resampled = values[rng.integers(0, len(values), (reps, len(values)))]  # (reps, runs)
+    low, high = np.percentile(iqm(resampled), [2.5, 97.5])
+    return float(iqm(values)), float(low), float(high)
+
+
+def table(groups: dict[str, list[Run]], metrics: list[str]) -> list[dict[str, object]]:
+    rows = []
+    for label, members in groups.items():
+        for tag in metrics:
+            finals = np.array([r.curves[tag][1][-1] for r in members if tag in r.curves])
+            if len(finals) == 0:
+                continue
+            iqm, low, high = iqm_with_ci(finals)
+            rows.append({"group": label, "metric": tag, "runs": len(finals), "mean": finals.mean(),
+                         "std": finals.std(), "iqm": iqm, "ci_low": low, "ci_high": high})
+    return rows
+
+
+def bootstrap_band(values: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """95% bootstrap interval of the mean over runs, per step; values (runs, steps)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), (reps, len(values)))
+    means = values[idx].mean(1)  # (reps, runs, steps) -> (reps, steps)
+    return np.percentile(means, 2.5, 0), np.percentile(means, 97.5, 0)
+
+
+def plot(groups: dict[str, list[Run]], tag: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, members in groups.items():
+        curves = [r.curves[tag] for r in members if tag in r.curves]
+        if not curves:
+            continue
+        steps = curves[0][0]
+        for s, _ in curves[1:]:
+            steps = np.intersect1d(steps, s)
+        values = np.stack([np.interp(steps, s, v) for s, v in curves])  # (runs, steps)
+        ax.plot(steps, values.mean(0), marker="o", markersize=3, label=f"{label} (n={len(curves)})")
+        low, high = bootstrap_band(values)
+        ax.fill_between(steps, low, high, alpha=0.25)
+    ax.set_xlabel("step")
+    ax.set_ylabel(tag)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    lines = ["| group | metric | runs | mean ± std | IQM [95% CI] |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['group']} | {r['metric']} | {r['runs']} | {r['mean']:.1f} ± {r['std']:.1f} | "
+                     f"{r['iqm']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}] |")
+    return "\n".join(lines)
+
+
+def report(root: Path, metrics: list[str], out: Path) -> str:
+    runs = find_runs(root, metrics)
+    if not runs:
+        raise SystemExit(f"rlrun-report: error: no runs (TensorBoard events with .hydra/config.yaml) under {root}.")
+    groups = group_runs(runs)
+    rows = table(groups, metrics)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows)
+    (out / "report.md").write_text(text + "\n")
+    with open(out / "report.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["group"])
+        writer.writeheader()
+        writer.writerows(rows)
+    for tag in metrics:
+        if any(tag in r.curves for r in runs):
+            plot(groups, tag, out / f"{tag.replace('/', '_')}.png")
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Table and learning curves of a sweep or of outputs/.")
+    parser.add_argument("path", nargs="?", default="outputs", help="a sweep directory or outputs/")
+    parser.add_argument("--metrics", nargs="+", default=["eval/return_mean", "eval/normalized_score"])
+    parser.add_argument("--out", default=None, help="where report.md/.csv and the PNGs go (default PATH/report)")
+    args = parser.parse_args()
+    root = Path(args.path)
+    print(report(root, args.metrics, Path(args.out) if args.out else root / "report"))
+    print(f"\nwritten: {Path(args.out) if args.out else root / 'report'}/report.md, report.csv and one PNG per metric")
+
+
+if __name__ == "__main__":
+    main()
