@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,9 @@ def test_preflight_errors(overrides, message):
     (["algo=sac", "env=cartpole"], "SAC does not support discrete actions"),
 ])
 def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected):
+    start = time.time()
     result = rlrun(*args, cwd=tmp_path, timeout=60)
+    assert time.time() - start < 10
     assert result.returncode != 0
     assert expected in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
@@ -106,3 +109,28 @@ def test_cfg_job_prints_door_settings(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "D4RL/door/human-v2" in result.stdout and "cql_alpha: 1.0" in result.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def test_dataset_whose_spaces_do_not_match_its_env(tmp_path):
+    import gymnasium as gym
+    import minari
+    import numpy as np
+    from minari.data_collector import EpisodeBuffer
+
+    obs = np.zeros((11, 4), np.float32)  # Pendulum observations have 3 numbers
+    buffer = EpisodeBuffer(id=0, observations=obs, actions=np.zeros((10, 1), np.float32), rewards=np.zeros(10),
+                           terminations=np.zeros(10, bool), truncations=np.eye(10, dtype=bool)[-1])
+    minari.create_dataset_from_buffers("test/mismatch/bad-v0", [buffer], env=gym.spec("Pendulum-v1"),
+                                       observation_space=gym.spaces.Box(-1, 1, (4,)),
+                                       action_space=gym.spaces.Box(-2, 2, (1,)))
+    result = rlrun("algo=cql", "dataset=pendulum", "dataset.id=test/mismatch/bad-v0", "dataset.builder=null",
+                   cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "has observation space" in result.stderr and "rebuild the dataset" in result.stderr
+
+
+def test_device_auto_falls_back_to_cpu_with_a_log_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = rlrun("algo=sac", "env=pendulum", "dry_run=true", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0 and "device=auto: using cpu" in result.stdout + result.stderr
