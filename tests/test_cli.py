@@ -125,3 +125,16 @@ def test_missing_dataset_without_network_fails_fast_with_ways_out(tmp_path):
     message = result.stderr
     assert "D4RL/door/human-v2" in message and "download failed" in message and "dataset=door_demos" in message
     assert "Traceback" not in message
+
+
+def test_missing_pendulum_buffer_is_built_by_the_sac_teacher(tmp_path):
+    args = ["algo=cql", "dataset=pendulum", "dataset.id=test/pendulum/teacher-v0", "dataset.builder.total_steps=400",
+            "trainer.total_steps=50", "trainer.eval_every=50", *FAST]
+    result = rlrun(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "dataset test/pendulum/teacher-v0 is missing locally: building it now" in log
+    assert "SAC teacher on Pendulum-v1 for 400 steps" in log
+    dataset = minari.load_dataset("test/pendulum/teacher-v0")
+    assert dataset.total_steps == 400 and dataset.total_episodes == 2
+    assert list((tmp_path / "outputs" / "teachers").glob("*/events.out.tfevents.*"))

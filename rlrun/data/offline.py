@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import socket
@@ -50,20 +52,42 @@ def download(dataset_id: str) -> None:
         raise UserError(f"downloading dataset {dataset_id} failed ({type(e).__name__}: {e}); {hint}.") from e
 
 
+@contextlib.contextmanager
+def store_lock(dataset_id: str):
+    """An exclusive lock per dataset id, so parallel jobs build or download a dataset once."""
+    from minari.storage import get_dataset_path
+
+    path = get_dataset_path(dataset_id).parent / f".{dataset_id.replace('/', '_')}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def load(dataset_id: str, allow_download: bool, builder: Callable[..., object] | None) -> minari.MinariDataset:
     """The local dataset; else built by `builder`, else downloaded (if allowed)."""
     if not dataset_exists(dataset_id):
-        if builder is not None:
-            log.info("dataset %s is missing locally: building it now", dataset_id)
-            builder(dataset_id=dataset_id)
-        elif allow_download:
-            download(dataset_id)
-        else:
-            root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
-            raise UserError(f"dataset {dataset_id} is not in the local Minari store ({root}) and "
-                            f"dataset.download=false; download it with `minari download {dataset_id}` "
-                            f"or set dataset.download=true.")
+        with store_lock(dataset_id):
+            if not dataset_exists(dataset_id):  # another job may have made it meanwhile
+                fetch(dataset_id, allow_download, builder)
     return minari.load_dataset(dataset_id)
+
+
+def fetch(dataset_id: str, allow_download: bool, builder: Callable[..., object] | None) -> None:
+    """Make a missing dataset local: build it, or download it, or say how to."""
+    if builder is not None:
+        log.info("dataset %s is missing locally: building it now", dataset_id)
+        builder(dataset_id=dataset_id)
+    elif allow_download:
+        download(dataset_id)
+    else:
+        root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
+        raise UserError(f"dataset {dataset_id} is not in the local Minari store ({root}) and "
+                        f"dataset.download=false; download it with `minari download {dataset_id}` "
+                        f"or set dataset.download=true.")
 
 
 def flatten(dataset: minari.MinariDataset) -> dict[str, np.ndarray]:
