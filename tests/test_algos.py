@@ -99,3 +99,34 @@ def test_cql_penalty_pushes_down_out_of_distribution_actions():
         q_data = algo.critic(batch.obs, batch.act).mean()
         q_ood = algo.critic(batch.obs, -batch.act).mean()
     assert q_data > q_ood + 0.5
+
+
+def test_cql_variants_update_finitely_and_move_their_own_parameters():
+    """Lagrange multiplier, max-target backup and behaviour-cloning warm-up all run and learn."""
+    torch.manual_seed(0)
+    cfg = make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]", "algo.lagrange=true",
+                   "algo.target_action_gap=0.5", "algo.max_target_backup=true", "algo.bc_steps=2",
+                   "algo.clip_diff_min=-50", "algo.clip_diff_max=50")
+    algo = make_algo(cfg, CONTINUOUS, torch.device("cpu"))
+    before = algo.log_alpha_prime.detach().clone()
+    for _ in range(4):
+        metrics = algo.update(random_batch(CONTINUOUS))
+    assert {"train/alpha_prime", "train/cql_diff"} <= set(metrics)
+    assert all(torch.isfinite(v).all() for v in metrics.values())
+    assert not torch.equal(before, algo.log_alpha_prime.detach())
+    assert int(algo.updates) == 4
+
+
+def test_cql_bc_warmup_uses_dataset_actions():
+    """During bc_steps the actor loss is α log π − log π(a_data|s): it does not depend on the critic."""
+    torch.manual_seed(0)
+    algo = make_algo(make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]", "algo.bc_steps=10"),
+                     CONTINUOUS, torch.device("cpu"))
+    batch = random_batch(CONTINUOUS)
+    loss, _ = algo.actor_loss(batch)
+    loss.backward()
+    assert all(p.grad is None for p in algo.critic.parameters())
+    algo.updates += 10
+    loss, _ = algo.actor_loss(batch)
+    loss.backward()
+    assert any(p.grad is not None for p in algo.critic.parameters())
