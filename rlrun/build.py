@@ -105,17 +105,19 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
     A run whose own directory already holds checkpoints (a requeued SLURM job, rerun in its job
     directory) resumes from them too.
     """
-    if not cfg.resume:
-        if not (run_dir / "checkpoints").is_dir() or checkpoint.load_latest(run_dir / "checkpoints") is None:
+    if cfg.resume:
+        ckpt_dir = Path(cfg.resume).expanduser() / "checkpoints"
+        found = checkpoint.load_latest(ckpt_dir) if ckpt_dir.is_dir() else None
+        if found is None:
+            raise UserError(f"resume={cfg.resume} holds no readable checkpoint ({ckpt_dir}); "
+                            f"give the directory of an earlier run.")
+    else:
+        found = checkpoint.load_latest(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
+        if found is None:
             return cfg, None
         log.info("%s already holds checkpoints (a requeued job?): resuming from them", run_dir)
         cfg = cfg.copy()
         cfg.resume = str(run_dir)
-    ckpt_dir = Path(cfg.resume).expanduser() / "checkpoints"
-    found = checkpoint.load_latest(ckpt_dir) if ckpt_dir.is_dir() else None
-    if found is None:
-        raise UserError(f"resume={cfg.resume} holds no readable checkpoint ({ckpt_dir}); "
-                        f"give the directory of an earlier run.")
     state, path = found
     log.info("resuming from %s at step %d", path, state["step"])
     saved = OmegaConf.create(state["config"])

@@ -41,6 +41,7 @@ class SAC:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=alpha_lr)
+        self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
 
     def initial_state(self) -> Any:
         return None
@@ -79,6 +80,6 @@ class SAC:
         if self.autotune_alpha:
             optimizer_step(self.alpha_opt, temperature_loss(self.log_alpha, log_prob, self.target_entropy))
         optimizer_step(self.critic_opt, critic_loss)
-        soft_update(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau)
+        soft_update(*self._soft_pairs, self.tau)
         return {**metrics, "train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach(),
                 "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean()}
