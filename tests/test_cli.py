@@ -118,6 +118,11 @@ def test_offline_door_run_logs_normalized_score(tmp_path, door_dataset):
 def test_missing_dataset_without_network_fails_fast_with_ways_out(tmp_path):
     import time
 
+    from rlrun.data.offline import network_reachable
+
+    if network_reachable(timeout=2.0):
+        pytest.skip("this machine reaches huggingface.co: the offline path cannot be exercised")
+
     start = time.time()
     result = rlrun("algo=cql", "dataset=door", cwd=tmp_path, timeout=60)
     assert time.time() - start < 30
