@@ -22,7 +22,7 @@ from rlrun.data import offline
 from rlrun.data.online import EnvSource, Spaces
 from rlrun.envs import make_env
 from rlrun.errors import UserError
-from rlrun.logger import Logger
+from rlrun.logger import Logger, flatten
 from rlrun.trainer import Schedule, Trainer
 
 log = logging.getLogger(__name__)
@@ -148,19 +148,11 @@ def _schedule(t: DictConfig) -> Schedule:
 
 
 def _hparams(cfg: DictConfig) -> dict[str, Any]:
-    flat = OmegaConf.to_container(cfg, resolve=True)
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if not str(k).startswith("_") and k != "builder":
-                    walk(f"{prefix}{k}.", v)
-        elif node is not None:
-            out[prefix[:-1]] = node if isinstance(node, (int, float, str, bool)) else str(node)
-
-    walk("", {k: flat[k] for k in ("algo", "network", "trainer", "seed", "dataset", "env") if k in flat})
-    return out
+    """Flat hyperparameters of a run, without `_target_`s, dataset builders and unset values."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    flat = flatten({k: resolved[k] for k in ("algo", "network", "trainer", "seed", "dataset", "env") if k in resolved})
+    return {k: v for k, v in flat.items()
+            if v is not None and not any(part.startswith("_") or part == "builder" for part in k.split("."))}
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:

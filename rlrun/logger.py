@@ -12,6 +12,18 @@ from torch.utils.tensorboard.summary import hparams
 PREFIXES = ("train/", "eval/", "perf/")
 
 
+def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict → {"a.b.c": value}; empty dicts vanish."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
 class Logger:
     def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
         # purge_step drops points a killed run logged after its last checkpoint

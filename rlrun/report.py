@@ -24,6 +24,8 @@ import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
+from rlrun.logger import flatten  # noqa: E402
+
 IGNORED_KEYS = {"seed", "resume", "dry_run"}
 IGNORED_PREFIXES = ("trainer.progress",)
 
@@ -33,17 +35,6 @@ class Run:
     path: Path
     config: dict
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # tag -> (steps, values)
-
-
-def flatten(node: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def find_runs(root: Path, metrics: list[str]) -> list[Run]:
@@ -110,9 +101,9 @@ def table(groups: dict[str, list[Run]], metrics: list[str]) -> list[dict[str, ob
             finals = np.array([r.curves[tag][1][-1] for r in members if tag in r.curves])
             if len(finals) == 0:
                 continue
-            iqm, low, high = iqm_with_ci(finals)
+            point, low, high = iqm_with_ci(finals)
             rows.append({"group": label, "metric": tag, "runs": len(finals), "mean": finals.mean(),
-                         "std": finals.std(), "iqm": iqm, "ci_low": low, "ci_high": high})
+                         "std": finals.std(), "iqm": point, "ci_low": low, "ci_high": high})
     return rows
 
 

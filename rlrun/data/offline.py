@@ -123,8 +123,8 @@ class DatasetSource:
                  reward_bias: float, ref_min_score: float | None, ref_max_score: float | None,
                  device: torch.device) -> None:
         self.dataset, self.device = dataset, device
-        check_spaces(dataset)
-        self.spaces: Spaces = spaces_of(dataset.recover_environment())
+        check_spaces(dataset)  # so the dataset's spaces are its eval env's
+        self.spaces: Spaces = spaces_of(dataset.observation_space, dataset.action_space)
         meta = dataset.storage.metadata
         self.ref_min = meta.get("ref_min_score", ref_min_score)
         self.ref_max = meta.get("ref_max_score", ref_max_score)

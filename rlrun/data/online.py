@@ -30,8 +30,7 @@ class Spaces:
     discrete: bool
 
 
-def spaces_of(env: gym.Env) -> Spaces:
-    obs_space, act_space = env.observation_space, env.action_space
+def spaces_of(obs_space: gym.Space, act_space: gym.Space) -> Spaces:
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise ValueError(f"only flat Box observations are supported, not {obs_space}")
     if isinstance(act_space, gym.spaces.Discrete):
@@ -62,7 +61,7 @@ class EnvSource:
                  device: torch.device) -> None:
         self.env_fn, self.device, self.learning_starts = env_fn, device, learning_starts
         self.env = env_fn(seed)
-        self.spaces = spaces_of(self.env)
+        self.spaces = spaces_of(self.env.observation_space, self.env.action_space)
         act_shape = () if self.spaces.discrete else (self.spaces.act_dim,)
         act_dtype = torch.long if self.spaces.discrete else torch.float32
         self.replay = ReplayBuffer(replay_size, self.spaces.obs_dim, act_shape, act_dtype, device)
