@@ -17,10 +17,23 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
-def final_scalar(run_dir: Path, tag: str) -> float | None:
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    return acc.Scalars(tag)[-1].value if tag in acc.Tags()["scalars"] else None
+    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+
+
+def final_scalar(run_dir: Path, tag: str) -> float | None:
+    points = scalars(run_dir, tag)
+    return points[-1][1] if points else None
+
+
+def first_reaching(run_dir: Path, threshold: float) -> str:
+    """When eval/return_mean first reached `threshold`, and the best evaluation."""
+    curve = scalars(run_dir, "eval/return_mean")
+    step = next((s for s, v in curve if v >= threshold), None)
+    best = max((v for _, v in curve), default=float("nan"))
+    return f"  first ≥ {threshold:g} at step {step}  best {best:.1f}"
 
 
 def main() -> None:
@@ -28,6 +41,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=1, help="seeds run at once (threads split evenly)")
     parser.add_argument("--out", default=None, help="root of the run directories (default: a temp dir)")
+    parser.add_argument("--threshold", type=float, default=None, help="report when eval return first reaches it")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="rlrun-bench-"))
@@ -51,6 +65,8 @@ def main() -> None:
     print(f"rlrun {' '.join(args.overrides)}")
     for seed, (ret, score, ups) in results.items():
         extra = f"  normalized_score {score:.1f}" if score is not None else ""
+        if args.threshold is not None:
+            extra += first_reaching(root / f"seed{seed}", args.threshold)
         print(f"  seed {seed}: eval/return_mean {ret:.1f}{extra}  updates/s {ups:.0f}")
     print(f"  wall time {wall:.0f} s for {len(args.seeds)} seeds ({args.parallel} at a time); runs in {root}")
 

@@ -24,6 +24,7 @@ from rlrun.envs import make_env
 from rlrun.errors import UserError
 from rlrun.logger import Logger, flatten
 from rlrun.trainer import Schedule, Trainer
+from rlrun.viz import termination_figure
 
 log = logging.getLogger(__name__)
 POSITIVE_TRAINER_KEYS = ("total_steps", "batch_size", "eval_every", "eval_episodes", "log_every",
@@ -91,7 +92,7 @@ def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
         kind = "discrete" if spaces.discrete else "continuous"
         raise UserError(f"{algo_cls.__name__} does not support {kind} actions; choose another algo= or env=.")
     sizes = {"obs_dim": spaces.obs_dim, "act_dim": spaces.act_dim}
-    if "discrete" in cfg.algo:
+    if "discrete" in cfg.algo.keys():  # `in` alone is False for a ??? value
         sizes["discrete"] = spaces.discrete
     algo = instantiate(cfg.algo, **sizes, network=instantiate(cfg.network, _convert_="all"), device=device)
     d = cfg.device
@@ -155,6 +156,19 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
             if v is not None and not any(part.startswith("_") or part == "builder" for part in k.split("."))}
 
 
+def log_termination_maps(algo: Any, source: Any, logger: Logger, run_dir: Path, step: int,
+                         device: torch.device) -> None:
+    """Option-critic in a grid world: β of each option over the grid, to TensorBoard and a PNG."""
+    if not (source.online and hasattr(algo, "beta")):
+        return
+    figure = termination_figure(algo.beta, source.env, device)
+    if figure is None:
+        return
+    figure.savefig(run_dir / "termination_probs.png", dpi=100)
+    logger.figure("eval/termination_probs", figure, step)
+    log.info("termination probabilities of each option: %s", run_dir / "termination_probs.png")
+
+
 def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     """Build everything from `cfg` and train; returns the final eval/return_mean."""
     cfg, resume_state = load_resume(cfg, run_dir, overrides)
@@ -177,6 +191,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
         logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```")
     try:
         result = trainer.run()
+        log_termination_maps(algo, source, logger, run_dir, trainer.step, device)
         if cfg.env is not None and cfg.trainer.save_buffer:
             source.export(cfg.trainer.buffer_dataset_id, f"rlrun {type(algo).__name__}")
         logger.hparams(_hparams(cfg), [k for k in trainer.last_eval])

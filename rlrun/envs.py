@@ -58,6 +58,23 @@ class FourRooms(gym.Env):
         self.action_space = gym.spaces.Discrete(4)
         self.state = 0
 
+    def all_observations(self) -> np.ndarray:
+        """The observation of every free cell, in cell order: (cells, cells)."""
+        return np.eye(len(self.cells), dtype=np.float32)
+
+    def to_grid(self, values: np.ndarray) -> np.ndarray:
+        """Per-cell values laid out on the 13×13 grid, walls NaN."""
+        grid = np.full((len(self.LAYOUT), len(self.LAYOUT[0])), np.nan)
+        for (r, c), v in zip(self.cells, values):
+            grid[r, c] = v
+        return grid
+
+    def hallways(self) -> list[tuple[int, int]]:
+        """Cells in a wall line with walls on two opposite sides (the doorways between rooms)."""
+        wall = lambda r, c: self.LAYOUT[r][c] == "w"  # noqa: E731
+        return [(r, c) for r, c in self.cells
+                if (wall(r - 1, c) and wall(r + 1, c)) or (wall(r, c - 1) and wall(r, c + 1))]
+
     def _obs(self) -> np.ndarray:
         obs = np.zeros(len(self.cells), np.float32)
         obs[self.state] = 1.0

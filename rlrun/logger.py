@@ -38,6 +38,10 @@ class Logger:
                 continue
             self.writer.add_scalar(tag, value.item() if isinstance(value, torch.Tensor) else float(value), step)
 
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        """A matplotlib figure as a TensorBoard image (closes the figure)."""
+        self.writer.add_figure(tag, figure, step)
+
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
 

@@ -71,3 +71,34 @@ def lagrange_terms(log_alpha_prime: Tensor, diff: Tensor, cql_alpha: float,
 def soft_update(target: list[Tensor], source: list[Tensor], tau: float) -> None:
     """target ← (1 − τ) target + τ source, in one fused foreach op."""
     torch._foreach_lerp_(target, source, tau)
+
+
+# --- option-critic --------------------------------------------------------------------------
+def epsilon_greedy_value(q: Tensor, epsilon: float) -> Tensor:
+    """V_Ω(s) of the ε-greedy policy over options: (1 − ε) max_ω Q + ε mean_ω Q; (B, K) -> (B,)."""
+    return (1.0 - epsilon) * q.max(-1).values + epsilon * q.mean(-1)
+
+
+def option_target(reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, option: Tensor,
+                  gamma: float) -> Tensor:
+    """r + γ (1 − terminal) U(s', ω), U(s', ω) = (1 − β_ω(s')) Q(s', ω) + β_ω(s') max_ω' Q(s', ω').
+
+    beta_next: (B,) termination probability of the running option at s'; q_next: (B, K).
+    """
+    q_same = q_next.gather(1, option.unsqueeze(1)).squeeze(1)  # (B, K) -> (B,)
+    upon_arrival = (1.0 - beta_next) * q_same + beta_next * q_next.max(-1).values
+    return reward + gamma * (1.0 - terminal) * upon_arrival
+
+
+def termination_loss(beta_next: Tensor, advantage: Tensor, xi: float, terminal: Tensor) -> Tensor:
+    """E[β_ω(s') (A_Ω(s', ω) + ξ)] over non-terminal s': its gradient is the termination gradient.
+
+    A_Ω(s', ω) = Q_Ω(s', ω) − V_Ω(s') is a constant here; descending lowers β where the running
+    option is better than average (by more than −ξ) and raises it elsewhere.
+    """
+    return (beta_next * (advantage.detach() + xi) * (1.0 - terminal)).mean()
+
+
+def intra_option_pg_loss(log_prob: Tensor, advantage: Tensor, entropy: Tensor, entropy_coef: float) -> Tensor:
+    """−E[log π_ω(a|s) (G − Q_Ω(s, ω)) + η H(π_ω(·|s))]: the intra-option policy gradient with a baseline."""
+    return -(log_prob * advantage.detach() + entropy_coef * entropy).mean()

@@ -1,4 +1,4 @@
-"""Networks: MLPs, a batched critic ensemble, and tanh-Gaussian / softmax policy heads."""
+"""Networks: MLPs, a batched critic ensemble, a tanh-Gaussian actor and intra-option policies."""
 
 from __future__ import annotations
 
@@ -106,8 +106,7 @@ class TanhGaussianActor(nn.Module):
 
     def _dist(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_std = self.net(obs).chunk(2, -1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
-        return mean, log_std
+        return mean, squash_log_std(log_std)
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
         """A sampled (reparameterized) action and its log-probability, shape (*B, A) and (*B,)."""
@@ -120,6 +119,51 @@ class TanhGaussianActor(nn.Module):
         mean, log_std = self._dist(obs)
         u = torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6))
         return tanh_gaussian_log_prob(u, mean, log_std)
+
+
+def squash_log_std(raw: Tensor) -> Tensor:
+    """Unbounded network output -> log σ in [LOG_STD_MIN, LOG_STD_MAX], smoothly."""
+    return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw) + 1)
+
+
+class OptionPolicies(nn.Module):
+    """K intra-option policies π_ω(a|s) in one network whose output holds every option's head.
+
+    Discrete actions: softmax over `act_dim` logits per option. Continuous: tanh-Gaussian per
+    option (mean and log σ for each of `act_dim` dims), actions in [-1, 1].
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, n_options: int, discrete: bool, spec: MLPSpec) -> None:
+        super().__init__()
+        self.act_dim, self.n_options, self.discrete = act_dim, n_options, discrete
+        self.head_size = act_dim if discrete else 2 * act_dim
+        self.net = mlp(obs_dim, n_options * self.head_size, spec)
+
+    def _head(self, obs: Tensor, option: Tensor) -> Tensor:
+        out = self.net(obs).reshape(-1, self.n_options, self.head_size)  # (B, K*H) -> (B, K, H)
+        index = option.reshape(-1, 1, 1).expand(-1, 1, self.head_size)
+        return out.gather(1, index).squeeze(1)  # (B, K, H) -> (B, H): option ω's head
+
+    def sample(self, obs: Tensor, option: Tensor, deterministic: bool) -> Tensor:
+        """An action of option `option` (B,) at obs (B, O): (B,) indices or (B, A) in [-1, 1]."""
+        head = self._head(obs, option)
+        if self.discrete:
+            return head.argmax(-1) if deterministic else torch.distributions.Categorical(logits=head).sample()
+        mean, log_std = head.chunk(2, -1)
+        u = mean if deterministic else mean + squash_log_std(log_std).exp() * torch.randn_like(mean)
+        return torch.tanh(u)
+
+    def log_prob_entropy(self, obs: Tensor, option: Tensor, act: Tensor) -> tuple[Tensor, Tensor]:
+        """log π_ω(act|obs) and the policy's entropy (the pre-tanh Gaussian's when continuous), both (B,)."""
+        head = self._head(obs, option)
+        if self.discrete:
+            log_p = F.log_softmax(head, -1)  # (B, A)
+            return log_p.gather(1, act.long().unsqueeze(1)).squeeze(1), -(log_p.exp() * log_p).sum(-1)
+        mean, log_std = head.chunk(2, -1)
+        log_std = squash_log_std(log_std)
+        u = torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6))
+        entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+        return tanh_gaussian_log_prob(u, mean, log_std), entropy
 
 
 def tanh_gaussian_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:

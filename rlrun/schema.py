@@ -159,6 +159,43 @@ class CQLConfig(SACConfig):
 
 
 @dataclass
+class OptionCriticConfig:
+    _target_: str = "rlrun.algos.option_critic.OptionCritic"
+    obs_dim: int = MISSING
+    """Observation size (set at run time)."""
+    act_dim: int = MISSING
+    """Action size or number of discrete actions (set at run time)."""
+    discrete: bool = MISSING
+    """Discrete actions (softmax policies) or Box actions (tanh-Gaussian policies) (set at run time)."""
+    n_options: int = 4
+    """Number of options."""
+    gamma: float = 0.99
+    """Discount factor."""
+    critic_lr: float = 5e-4
+    """Learning rate of the option-value critic Q_Omega."""
+    actor_lr: float = 5e-4
+    """Learning rate of the intra-option policies."""
+    termination_lr: float = 5e-4
+    """Learning rate of the termination functions."""
+    termination_reg: float = 0.01
+    """Termination regularizer xi added to the advantage (larger: longer options)."""
+    entropy_coef: float = 0.01
+    """Weight of the intra-option policies' entropy bonus."""
+    epsilon_start: float = 1.0
+    """Exploration of the epsilon-greedy policy over options at the start ..."""
+    epsilon_end: float = 0.05
+    """... and after epsilon_decay_steps env steps (linear decay)."""
+    epsilon_decay_steps: int = 20_000
+    """Env steps over which epsilon decays."""
+    critic_every: int = 4
+    """Env steps between critic updates (the actor updates every step)."""
+    target_every: int = 200
+    """Env steps between copies of the critic into its target."""
+    stats_rate: float = 0.001
+    """Rate of the moving averages behind train/option_usage and train/option_duration_mean."""
+
+
+@dataclass
 class Config:
     algo: Any = MISSING
     """Algorithm (group `algo`)."""
@@ -186,6 +223,7 @@ def register_configs() -> None:
     cs.store(name="rlrun_config", node=Config)
     cs.store(group="algo", name="sac_schema", node=SACConfig)
     cs.store(group="algo", name="cql_schema", node=CQLConfig)
+    cs.store(group="algo", name="option_critic_schema", node=OptionCriticConfig)
     cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
     cs.store(group="env", name="env_schema", node=EnvConfig)
     cs.store(group="network", name="network_schema", node=NetworkConfig)

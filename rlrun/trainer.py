@@ -133,7 +133,8 @@ class Trainer:
         if episode:
             self.logger.scalars(episode, self.step)
         if self.source.ready(self.step):
-            metrics = self.algo.update(self.source.sample(self.s.batch_size))
+            latest = (self.source.latest(),) if self.algo.learns_from_latest else ()
+            metrics = self.algo.update(self.source.sample(self.s.batch_size), *latest)
         if self.step % self.s.log_every == 0 and metrics:
             self._log_train(metrics, timer)
         if self.step % self.s.eval_every == 0 or self.step == self.s.total_steps:

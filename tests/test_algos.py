@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -13,12 +15,16 @@ from rlrun.data.online import Spaces
 from conftest import make_cfg
 
 CONTINUOUS = Spaces(obs_dim=5, act_dim=3, discrete=False)
-ALGOS = {"sac": CONTINUOUS, "cql": CONTINUOUS}
+DISCRETE = Spaces(obs_dim=4, act_dim=2, discrete=True)
+ALGOS = {"sac": CONTINUOUS, "cql": CONTINUOUS, "option_critic": DISCRETE, "option_critic-box": CONTINUOUS}
+N_OPTIONS = 3
 
 
 def build(name: str, spaces: Spaces, seed: int = 0):
     torch.manual_seed(seed)
-    cfg = make_cfg(f"algo={name}", "env=pendulum", "network.hidden_sizes=[32,32]")
+    algo = name.split("-")[0]
+    extra = [f"algo.n_options={N_OPTIONS}", "algo.critic_every=1"] if algo == "option_critic" else []
+    cfg = make_cfg(f"algo={algo}", "env=pendulum", "network.hidden_sizes=[32,32]", *extra)
     return make_algo(cfg, spaces, torch.device("cpu"))
 
 
@@ -26,7 +32,22 @@ def random_batch(spaces: Spaces, size: int = 16) -> Batch:
     act = (torch.randint(0, spaces.act_dim, (size,)) if spaces.discrete
            else torch.rand(size, spaces.act_dim) * 2 - 1)
     return Batch(torch.randn(size, spaces.obs_dim), act, torch.randn(size), torch.randn(size, spaces.obs_dim),
-                 (torch.rand(size) < 0.1).float())
+                 (torch.rand(size) < 0.1).float(), torch.randint(0, N_OPTIONS, (size,)))
+
+
+def update(algo, batch: Batch) -> dict:
+    """One update the way the trainer calls it (with the newest transition when the algorithm asks)."""
+    return algo.update(batch, _first(batch)) if algo.learns_from_latest else algo.update(batch)
+
+
+def _first(batch: Batch) -> Batch:
+    return Batch(*(x[:1] for x in batch))
+
+
+def learned_modules(algo) -> list[str]:
+    """Names of the modules with trainable parameters (the ones an update must move)."""
+    return [k for k, v in vars(algo).items() if isinstance(v, torch.nn.Module)
+            and any(p.requires_grad for p in v.parameters())]
 
 
 @pytest.mark.parametrize("name", ALGOS)
@@ -43,15 +64,15 @@ def test_act_shapes_and_range(name):
 def test_update_returns_prefixed_finite_tensors_and_changes_weights(name):
     spaces = ALGOS[name]
     algo = build(name, spaces)
-    before = {k: v.clone() for k, v in checkpoint.collect(algo)["actor"].items()}
-    critic_before = {k: v.clone() for k, v in checkpoint.collect(algo)["critic"].items()}
+    modules = learned_modules(algo)
+    before = {m: {k: v.clone() for k, v in checkpoint.collect(algo)[m].items()} for m in modules}
     for _ in range(3):
-        metrics = algo.update(random_batch(spaces))
+        metrics = update(algo, random_batch(spaces))
     assert metrics and all(k.startswith("train/") for k in metrics)
     assert all(isinstance(v, torch.Tensor) and torch.isfinite(v).all() for v in metrics.values())
     after = checkpoint.collect(algo)
-    assert any(not torch.equal(before[k], after["actor"][k]) for k in before)
-    assert any(not torch.equal(critic_before[k], after["critic"][k]) for k in critic_before)
+    for m in modules:
+        assert any(not torch.equal(before[m][k], after[m][k]) for k in before[m]), f"{m} did not change"
 
 
 @pytest.mark.parametrize("name", ALGOS)
@@ -59,10 +80,10 @@ def test_save_load_gives_identical_actions_and_optimizer_state(name, tmp_path):
     spaces = ALGOS[name]
     algo = build(name, spaces, seed=0)
     for _ in range(3):
-        algo.update(random_batch(spaces))
+        update(algo, random_batch(spaces))
     checkpoint.save(tmp_path, 3, {"algo": checkpoint.collect(algo)}, keep=1)
     fresh = build(name, spaces, seed=1)
-    obs = torch.randn(8, spaces.obs_dim)
+    obs = torch.randn(32, spaces.obs_dim)
     assert not torch.equal(fresh.act(obs, None, True)[0], algo.act(obs, None, True)[0])
     state, _ = checkpoint.load_latest(tmp_path)
     checkpoint.restore(fresh, state["algo"])
@@ -70,9 +91,9 @@ def test_save_load_gives_identical_actions_and_optimizer_state(name, tmp_path):
     # the next update is identical too: optimizer moments and temperatures were restored
     batch = random_batch(spaces)
     torch.manual_seed(7)
-    m1 = algo.update(batch)
+    m1 = update(algo, batch)
     torch.manual_seed(7)
-    m2 = fresh.update(batch)
+    m2 = update(fresh, batch)
     assert all(torch.equal(m1[k], m2[k]) for k in m1)
 
 
@@ -130,3 +151,66 @@ def test_cql_bc_warmup_uses_dataset_actions():
     loss, _ = algo.actor_loss(batch)
     loss.backward()
     assert any(p.grad is not None for p in algo.critic.parameters())
+
+
+# --- option-critic ---------------------------------------------------------------------------
+def test_option_critic_keeps_options_until_they_terminate():
+    algo = build("option_critic", DISCRETE)
+    obs = torch.randn(64, DISCRETE.obs_dim)
+    state = torch.randint(0, N_OPTIONS, (64,))
+    with torch.no_grad():
+        algo.termination[-1].bias.fill_(-50.0)  # β ≈ 0: every option keeps running
+    _, kept = algo.act(obs, state, False)
+    assert torch.equal(kept, state)
+    with torch.no_grad():
+        algo.termination[-1].bias.fill_(50.0)  # β ≈ 1: every option ends; greedy choice when deterministic
+    _, chosen = algo.act(obs, state, True)
+    assert torch.equal(chosen, algo.q(obs).argmax(-1))
+
+
+def test_option_critic_epsilon_decays_linearly_and_stats_track_usage():
+    algo = build("option_critic", DISCRETE)
+    assert algo.epsilon == 1.0
+    algo.env_steps.fill_(algo.eps_steps // 2)
+    assert abs(algo.epsilon - (1.0 + 0.05) / 2) < 1e-9
+    algo.env_steps.fill_(10 * algo.eps_steps)
+    assert math.isclose(algo.epsilon, 0.05)
+    algo.stats_rate = 0.5
+    with torch.no_grad():
+        algo.termination[-1].bias.fill_(-50.0)
+    obs = torch.randn(1, DISCRETE.obs_dim)
+    _, state = algo.act(obs, None, False)  # starts an option: one termination event
+    for _ in range(20):
+        _, state = algo.act(obs, state, False)
+    assert algo.usage[state[0]] > 0.99  # the one running option
+    assert algo.option_stats()["train/option_duration_mean"] > 1000  # it never terminated
+
+
+def test_option_critic_termination_falls_where_the_option_is_best():
+    """Repeated actor steps on a transition whose option has a positive advantage at s' lower β there."""
+    algo = build("option_critic", DISCRETE)
+    batch = random_batch(DISCRETE, 1)._replace(terminal=torch.zeros(1), option=torch.zeros(1, dtype=torch.long))
+    with torch.no_grad():
+        algo.q[-1].weight.zero_()
+        algo.q[-1].bias.copy_(torch.tensor([5.0, 0.0, 0.0]))  # option 0 is clearly the best
+    beta_before = algo.beta(batch.next_obs)[0, 0].item()
+    for _ in range(60):
+        algo.update(batch, batch)
+    assert algo.beta(batch.next_obs)[0, 0].item() < beta_before - 0.1
+
+
+def test_option_critic_resumes_mid_option_with_identical_actions(tmp_path):
+    algo = build("option_critic", DISCRETE)
+    for _ in range(3):
+        update(algo, random_batch(DISCRETE))
+    obs = torch.randn(32, DISCRETE.obs_dim)
+    _, state = algo.act(obs, None, False)
+    checkpoint.save(tmp_path, 3, {"algo": checkpoint.collect(algo)}, keep=1)
+    fresh = build("option_critic", DISCRETE, seed=1)
+    checkpoint.restore(fresh, checkpoint.load_latest(tmp_path)[0]["algo"])
+    assert int(fresh.env_steps) == int(algo.env_steps) and torch.equal(fresh.usage, algo.usage)
+    torch.manual_seed(3)
+    a1, s1 = algo.act(obs, state, False)
+    torch.manual_seed(3)
+    a2, s2 = fresh.act(obs, state, False)
+    assert torch.equal(a1, a2) and torch.equal(s1, s2)

@@ -78,6 +78,7 @@ def test_unknown_key_and_wrong_type_fail_at_compose():
     (["algo=sac", "env=pendulum", "dataset=pendulum"], "both env= and dataset="),
     (["trainer.total_steps=0"], "trainer.total_steps must be a positive"),
     (["trainer.eval_every=-5"], "trainer.eval_every must be a positive"),
+    (["algo=option_critic", "dataset=door"], "OptionCritic learns online and needs an environment"),
 ])
 def test_preflight_errors(overrides, message):
     with pytest.raises(UserError, match=message):
@@ -94,6 +95,7 @@ def test_preflight_errors(overrides, message):
     (["algo=sac", "env=pendulum", "trainer.total_steps=-1"], "must be a positive"),
     (["resume=/nonexistent/run"], "holds no readable checkpoint"),
     (["algo=sac", "env=cartpole"], "SAC does not support discrete actions"),
+    (["algo=option_critic", "dataset=door"], "learns online and needs an environment: add env="),
 ])
 def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected):
     start = time.time()

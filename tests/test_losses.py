@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from rlrun import losses
-from rlrun.nets import TanhGaussianActor, MLPSpec, tanh_gaussian_log_prob
+from rlrun.losses import epsilon_greedy_value, intra_option_pg_loss, option_target, termination_loss
+from rlrun.nets import MLPSpec, OptionPolicies, TanhGaussianActor, tanh_gaussian_log_prob
 
 
 def test_td_target_bootstraps_through_truncation_not_termination():
@@ -108,3 +110,56 @@ def test_soft_update():
     target, source = [torch.zeros(3)], [torch.ones(3)]
     losses.soft_update(target, source, 0.25)
     assert torch.allclose(target[0], torch.full((3,), 0.25))
+
+
+# --- option-critic ---------------------------------------------------------------------------
+def test_epsilon_greedy_value_and_option_target_by_hand():
+    q = torch.tensor([[1.0, 3.0]])
+    assert torch.allclose(epsilon_greedy_value(q, 0.2), torch.tensor([0.8 * 3 + 0.2 * 2.0]))
+    # U = (1 − β) Q(s', ω) + β max Q(s') = 0.75·2 + 0.25·4 = 2.5; G = 1 + 0.5·2.5
+    args = dict(reward=torch.tensor([1.0]), beta_next=torch.tensor([0.25]), q_next=torch.tensor([[2.0, 4.0]]),
+                option=torch.tensor([0]), gamma=0.5)
+    assert torch.allclose(option_target(terminal=torch.tensor([0.0]), **args), torch.tensor([2.25]))
+    assert torch.allclose(option_target(terminal=torch.tensor([1.0]), **args), torch.tensor([1.0]))
+
+
+def test_termination_gradient_by_hand():
+    """β = σ(w x): ∂/∂w of β (A + ξ) is σ'(w x) x (A + ξ); A gets no gradient; terminal s' none."""
+    w = torch.tensor(0.5, requires_grad=True)
+    advantage = torch.tensor([-0.3], requires_grad=True)
+    beta = torch.sigmoid(w * 2.0).reshape(1)
+    termination_loss(beta, advantage, xi=0.01, terminal=torch.tensor([0.0])).backward()
+    s = 1 / (1 + math.exp(-1.0))
+    assert math.isclose(w.grad.item(), s * (1 - s) * 2.0 * (-0.3 + 0.01), rel_tol=1e-5)
+    assert advantage.grad is None
+    w.grad = None
+    termination_loss(torch.sigmoid(w * 2.0).reshape(1), advantage, 0.01, torch.tensor([1.0])).backward()
+    assert w.grad.item() == 0.0
+
+
+def test_intra_option_policy_gradient_by_hand():
+    """Softmax logits θ: ∂/∂θ of −(log π(a) A + η H) = −A (e_a − π) + η π (log π + H)."""
+    theta = torch.tensor([[0.1, 0.2, -0.3]], requires_grad=True)
+    log_p = torch.log_softmax(theta, -1)
+    entropy = -(log_p.exp() * log_p).sum(-1)
+    intra_option_pg_loss(log_p[:, 1], torch.tensor([2.0]), entropy, entropy_coef=0.5).backward()
+    p = np.exp([0.1, 0.2, -0.3]) / np.exp([0.1, 0.2, -0.3]).sum()
+    h = -(p * np.log(p)).sum()
+    expected = -2.0 * (np.eye(3)[1] - p) + 0.5 * p * (np.log(p) + h)
+    assert np.allclose(theta.grad.numpy()[0], expected, atol=1e-6)
+
+
+def test_option_policies_read_the_running_options_head():
+    torch.manual_seed(0)
+    pol = OptionPolicies(obs_dim=3, act_dim=4, n_options=2, discrete=True, spec=MLPSpec([8]))
+    obs, act = torch.randn(5, 3), torch.randint(0, 4, (5,))
+    option = torch.tensor([0, 1, 1, 0, 1])
+    log_prob, entropy = pol.log_prob_entropy(obs, option, act)
+    logits = pol.net(obs).reshape(5, 2, 4)[torch.arange(5), option]  # (B, K, A) -> (B, A)
+    expected = torch.log_softmax(logits, -1)
+    assert torch.allclose(log_prob, expected[torch.arange(5), act])
+    assert torch.allclose(entropy, -(expected.exp() * expected).sum(-1))
+    box = OptionPolicies(obs_dim=3, act_dim=2, n_options=2, discrete=False, spec=MLPSpec([8]))
+    sample = box.sample(obs, option, deterministic=False)
+    assert sample.shape == (5, 2) and sample.abs().max() < 1
+    assert torch.isfinite(box.log_prob_entropy(obs, option, sample)[0]).all()

@@ -21,11 +21,13 @@ class Batch(NamedTuple):
     rew: Tensor  # (B,)
     next_obs: Tensor  # (B, O)
     terminal: Tensor  # (B,)
+    option: Tensor | None = None  # (B,) the option running when acting (option-critic); None offline
 
 
 class Algorithm(Protocol):
     online_only: bool  # True when it cannot learn from a fixed dataset
     discrete_actions: bool | None  # True / False: only that kind of action space; None: both
+    learns_from_latest: bool  # True: update() also takes the transition just collected (on-policy part)
 
     def initial_state(self) -> Any:
         """Per-episode policy state (None for memoryless policies; the option for option-critic)."""
@@ -33,8 +35,9 @@ class Algorithm(Protocol):
     def act(self, obs: Tensor, state: Any, deterministic: bool) -> tuple[Tensor, Any]:
         """Actions for raw observations (B, O), and the next policy state."""
 
-    def update(self, batch: Batch) -> dict[str, Tensor]:
-        """One gradient update; returns `train/...` scalars as tensors (no host sync)."""
+    def update(self, batch: Batch, *latest: Batch) -> dict[str, Tensor]:
+        """One gradient update on a sampled batch (and, when learns_from_latest, the newest
+        transition as a batch of one); returns `train/...` scalars as tensors (no host sync)."""
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:

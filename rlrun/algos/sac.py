@@ -24,6 +24,7 @@ from rlrun.nets import CriticEnsemble, MLPSpec, ObsNormalizer, TanhGaussianActor
 class SAC:
     online_only = False
     discrete_actions = False
+    learns_from_latest = False
 
     def __init__(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device,
                  gamma: float = 0.99, tau: float = 0.005, actor_lr: float = 3e-4,

@@ -156,7 +156,7 @@ class DatasetSource:
 
     def sample(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device)
-        return Batch(*(x[idx] for x in self.data))
+        return Batch(*(x[idx] for x in self.data if x is not None))
 
     def normalized_score(self, mean_return: float) -> float | None:
         if self.ref_min is None or self.ref_max is None:

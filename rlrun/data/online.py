@@ -87,7 +87,8 @@ class EnvSource:
         if step <= self.learning_starts:
             action = self._random_action()
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
-        self.replay.add(self.obs, action, reward, next_obs, terminated, truncated)
+        option = -1 if self.policy_state is None else int(self.policy_state[0])
+        self.replay.add(self.obs, action, reward, next_obs, terminated, truncated, option)
         self.obs = next_obs
         self.episode_return += float(reward)
         self.episode_length += 1
@@ -103,6 +104,9 @@ class EnvSource:
 
     def sample(self, batch_size: int) -> Batch:
         return self.replay.sample(batch_size)
+
+    def latest(self) -> Batch:
+        return self.replay.latest()
 
     def normalized_score(self, mean_return: float) -> float | None:
         return None

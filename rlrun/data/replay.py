@@ -10,11 +10,12 @@ from torch import Tensor
 
 from rlrun.algos.base import Batch
 
-FIELDS = ("obs", "act", "rew", "next_obs", "terminated", "truncated")
+FIELDS = ("obs", "act", "rew", "next_obs", "terminated", "truncated", "option")
 
 
 class ReplayBuffer:
-    """A ring of transitions; `truncated` marks time-limit ends, kept apart from terminations."""
+    """A ring of transitions; `truncated` marks time-limit ends, kept apart from terminations;
+    `option` is the option the policy ran (option-critic), −1 for flat policies."""
 
     def __init__(self, capacity: int, obs_dim: int, act_shape: tuple[int, ...], act_dtype: torch.dtype,
                  device: torch.device) -> None:
@@ -27,19 +28,26 @@ class ReplayBuffer:
             "next_obs": torch.zeros(capacity, obs_dim, device=device),
             "terminated": torch.zeros(capacity, dtype=torch.bool, device=device),
             "truncated": torch.zeros(capacity, dtype=torch.bool, device=device),
+            "option": torch.full((capacity,), -1, dtype=torch.long, device=device),
         }
 
-    def add(self, obs, act, rew: float, next_obs, terminated: bool, truncated: bool) -> None:
-        for key, value in zip(FIELDS, (obs, act, rew, next_obs, terminated, truncated)):
+    def add(self, obs, act, rew: float, next_obs, terminated: bool, truncated: bool, option: int = -1) -> None:
+        for key, value in zip(FIELDS, (obs, act, rew, next_obs, terminated, truncated, option)):
             self.data[key][self.ptr] = torch.as_tensor(np.asarray(value), device=self.device)
         self.ptr = (self.ptr + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, batch_size: int) -> Batch:
-        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+        return self._gather(torch.randint(0, self.size, (batch_size,), device=self.device))
+
+    def latest(self) -> Batch:
+        """The newest transition, as a batch of one."""
+        return self._gather(torch.tensor([(self.ptr - 1) % self.capacity], device=self.device))
+
+    def _gather(self, idx: Tensor) -> Batch:
         d = self.data
         return Batch(d["obs"][idx], d["act"][idx], d["rew"][idx], d["next_obs"][idx],
-                     d["terminated"][idx].float())
+                     d["terminated"][idx].float(), d["option"][idx])
 
     def chronological(self) -> dict[str, Tensor]:
         """Stored transitions, oldest first."""

@@ -1,0 +1,38 @@
+"""Pictures of what an algorithm learned, for TensorBoard and the run directory."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import gymnasium as gym
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def termination_figure(beta: Callable[[Tensor], Tensor], env: gym.Env, device: torch.device) -> plt.Figure | None:
+    """β_ω of every option over a grid world's cells, one panel per option (hallways circled,
+    the goal starred); None for envs that are not grids (no `all_observations`/`to_grid`)."""
+    grid_env = env.unwrapped
+    if not (hasattr(grid_env, "all_observations") and hasattr(grid_env, "to_grid")):
+        return None
+    with torch.no_grad():
+        probs = beta(torch.as_tensor(grid_env.all_observations(), device=device)).cpu().numpy()  # (cells, K)
+    k = probs.shape[1]
+    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.4), squeeze=False)
+    for option, ax in enumerate(axes[0]):
+        image = ax.imshow(np.ma.masked_invalid(grid_env.to_grid(probs[:, option])), vmin=0, vmax=1, cmap="viridis")
+        ax.set_facecolor("0.25")  # walls
+        for r, c in getattr(grid_env, "hallways", lambda: [])():
+            ax.add_patch(plt.Circle((c, r), 0.45, fill=False, color="red", lw=1.5))
+        if hasattr(grid_env, "goal"):
+            gr, gc = grid_env.cells[grid_env.goal]
+            ax.plot(gc, gr, "w*", markersize=10)
+        ax.set_title(f"option {option}: β")
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    return fig
