@@ -16,7 +16,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rlrun import checkpoint
+from rlrun import checkpoint, video
 from rlrun.accel import accelerate
 from rlrun.data import offline
 from rlrun.data.online import EnvSource, Spaces
@@ -143,9 +143,19 @@ def summary(cfg: DictConfig, source: Any, algo: Any, device: torch.device) -> st
     return "\n".join(lines)
 
 
-def _schedule(t: DictConfig) -> Schedule:
+def _schedule(t: DictConfig, eval_video: bool) -> Schedule:
     return Schedule(t.total_steps, t.batch_size, t.eval_every, t.eval_episodes, t.log_every,
-                    t.checkpoint_every, t.keep_checkpoints, t.progress)
+                    t.checkpoint_every, t.keep_checkpoints, t.progress, eval_video)
+
+
+def videos_possible(source: Any, seed: int) -> bool:
+    """trainer.eval_video's pre-flight: the eval env renders a frame here, else a warning and no videos."""
+    problem = video.probe(partial(source.make_eval_env, seed, render=True))
+    if problem is not None:
+        log.warning("trainer.eval_video: the eval env cannot render here (%s); evaluation videos are skipped. "
+                    "MuJoCo envs render with MUJOCO_GL=egl (GPU or Mesa EGL) or MUJOCO_GL=osmesa (libOSMesa); "
+                    "classic-control envs need pygame.", problem)
+    return problem is None
 
 
 def _hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -175,6 +185,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     check_config(cfg)
     device = make_device(cfg.device)
     seed_everything(cfg.seed)
+    if cfg.trainer.eval_video:
+        video.default_mujoco_backend()
     source = make_source(cfg, device)
     algo = make_algo(cfg, source.spaces, device)
     if cfg.dataset is not None:
@@ -184,7 +196,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
         return math.nan
     resolved = OmegaConf.to_container(cfg, resolve=True)
     logger = Logger(run_dir, purge_step=resume_state["step"] + 1 if resume_state else None)
-    trainer = Trainer(algo, source, logger, run_dir, _schedule(cfg.trainer), cfg.seed, resolved, device)
+    eval_video = cfg.trainer.eval_video and videos_possible(source, cfg.seed)
+    trainer = Trainer(algo, source, logger, run_dir, _schedule(cfg.trainer, eval_video), cfg.seed, resolved, device)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
     else:

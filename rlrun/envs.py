@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import traceback
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import RescaleAction
+
+from rlrun.errors import UserError
 
 EnvFn = Callable[[int], gym.Env]
 
@@ -20,10 +24,22 @@ def prepare(env: gym.Env, seed: int) -> gym.Env:
     return env
 
 
-def make_env(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, seed: int) -> gym.Env:
-    """gymnasium.make(`env_id`); an id `module:Name` imports `module` first (it registers Name)."""
+def make_env(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, seed: int,
+             render: bool = False) -> gym.Env:
+    """gymnasium.make(`env_id`); an id `module:Name` imports `module` first (it registers Name).
+    With `render`, the env renders RGB frames (render_mode="rgb_array")."""
     extra = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-    return prepare(gym.make(env_id, **extra, **kwargs), seed)
+    if render:
+        extra["render_mode"] = "rgb_array"
+    try:
+        return prepare(gym.make(env_id, **extra, **kwargs), seed)
+    except (ImportError, AttributeError) as error:
+        backend = os.environ.get("MUJOCO_GL")
+        if backend is None or "OpenGL" not in "".join(traceback.format_exception(error)):
+            raise
+        raise UserError(f"creating {env_id} failed while loading the OpenGL library of MUJOCO_GL={backend} "
+                        f"({type(error).__name__}: {error}); install it, or set MUJOCO_GL=egl or glfw, "
+                        f"or unset MUJOCO_GL.") from error
 
 
 class FourRooms(gym.Env):
@@ -49,8 +65,11 @@ class FourRooms(gym.Env):
         "wwwwwwwwwwwww",
     )
     MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
+    CELL_PX = 12
 
-    def __init__(self, goal: int = 62) -> None:
+    def __init__(self, goal: int = 62, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
         self.cells = [(r, c) for r, row in enumerate(self.LAYOUT) for c, ch in enumerate(row) if ch == " "]
         self.index = {cell: i for i, cell in enumerate(self.cells)}
         self.goal = goal
@@ -74,6 +93,14 @@ class FourRooms(gym.Env):
         wall = lambda r, c: self.LAYOUT[r][c] == "w"  # noqa: E731
         return [(r, c) for r, c in self.cells
                 if (wall(r - 1, c) and wall(r + 1, c)) or (wall(r, c - 1) and wall(r, c + 1))]
+
+    def render(self) -> np.ndarray:
+        """The grid as an RGB image: walls grey, goal green, agent red."""
+        colour = {"w": (90, 90, 90), " ": (235, 235, 235)}
+        image = np.array([[colour[ch] for ch in row] for row in self.LAYOUT], dtype=np.uint8)
+        image[self.cells[self.goal]] = (40, 170, 60)
+        image[self.cells[self.state]] = (210, 40, 40)
+        return image.repeat(self.CELL_PX, 0).repeat(self.CELL_PX, 1)  # (13, 13, 3) -> (156, 156, 3)
 
     def _obs(self) -> np.ndarray:
         obs = np.zeros(len(self.cells), np.float32)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
@@ -41,6 +42,11 @@ class Logger:
     def figure(self, tag: str, figure: Any, step: int) -> None:
         """A matplotlib figure as a TensorBoard image (closes the figure)."""
         self.writer.add_figure(tag, figure, step)
+
+    def gif(self, tag: str, data: bytes, height: int, width: int, step: int) -> None:
+        """An animated GIF (an evaluation video) as a TensorBoard image."""
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=data)
+        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)

@@ -100,6 +100,8 @@ class TrainerConfig:
     """Minari id of that dataset."""
     progress: bool = True
     """Show a progress bar."""
+    eval_video: bool = False
+    """Record one episode per evaluation as a GIF (TensorBoard Images tab and videos/ in the run dir)."""
 
 
 @dataclass

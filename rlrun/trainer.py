@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rlrun import __version__, checkpoint
+from rlrun import __version__, checkpoint, video
 from rlrun.algos.base import Algorithm
 from rlrun.data.online import as_obs
 from rlrun.logger import Logger
@@ -50,22 +50,33 @@ class Schedule:
     checkpoint_every: int
     keep_checkpoints: int
     progress: bool
+    eval_video: bool = False
 
 
 def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: torch.device) -> dict[str, float]:
-    """Deterministic policy over `episodes` episodes, reset with seeds seed, seed+1, ..."""
-    returns, lengths = [], []
+    """Deterministic policy over `episodes` episodes, reset with seeds seed, seed+1, ...
+
+    Envs that report `info["success"]` (Meta-World) also get eval/success_rate: the share of
+    episodes that succeeded at any step.
+    """
+    returns, lengths, successes = [], [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
-        state, done, ret, length = algo.initial_state(), False, 0.0, 0
+        state, done, ret, length, success = algo.initial_state(), False, 0.0, 0, None
         while not done:
             action, state = algo.act(as_obs(obs, device), state, True)
-            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+            obs, reward, terminated, truncated, info = env.step(action[0].cpu().numpy())
             ret, length, done = ret + float(reward), length + 1, terminated or truncated
+            if "success" in info:
+                success = bool(success) or bool(info["success"])
         returns.append(ret)
         lengths.append(length)
-    return {"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
-            "eval/length_mean": float(np.mean(lengths))}
+        successes.append(success)
+    metrics = {"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
+               "eval/length_mean": float(np.mean(lengths))}
+    if all(s is not None for s in successes):
+        metrics["eval/success_rate"] = float(np.mean(successes))
+    return metrics
 
 
 def non_finite(metrics: dict[str, Any], algo: Algorithm) -> list[str]:
@@ -126,7 +137,19 @@ class Trainer:
         if score is not None:
             self.last_eval["eval/normalized_score"] = score
         self.logger.scalars(self.last_eval, self.step)
+        if self.s.eval_video:
+            self._record_video()
         log.info("step %d: %s", self.step, ", ".join(f"{k}={v:.2f}" for k, v in self.last_eval.items()))
+
+    def _record_video(self) -> None:
+        env = self.source.make_eval_env(self.seed + 10_000, render=True)
+        frames = video.record(self.algo, env, self.seed + 10_000, self.device)
+        env.close()
+        data, (height, width) = video.gif(frames, env.metadata.get("render_fps") or 30)
+        path = self.run_dir / "videos" / f"eval_step_{self.step}.gif"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        self.logger.gif("eval/video", data, height, width, self.step)
 
     def _iteration(self, metrics: dict[str, Any], timer: dict[str, float]) -> dict[str, Any]:
         episode = self.source.step(self.algo, self.step)

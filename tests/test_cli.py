@@ -143,3 +143,71 @@ def test_missing_pendulum_buffer_is_built_by_the_sac_teacher(tmp_path):
     dataset = minari.load_dataset("test/pendulum/teacher-v0")
     assert dataset.total_steps == 400 and dataset.total_episodes == 2
     assert list((tmp_path / "outputs" / "teachers").glob("*/events.out.tfevents.*"))
+
+
+OPTION_TAGS = {"train/termination_loss", "train/policy_loss", "train/critic_loss", "train/entropy",
+               "train/epsilon", "train/option_duration_mean", "eval/return_mean", "perf/env_steps_per_s"}
+
+
+def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
+    args = ["algo=option_critic", "env=four_rooms", "trainer.total_steps=600", "trainer.learning_starts=100",
+            "trainer.eval_every=600", "trainer.checkpoint_every=300", "trainer.batch_size=32", *FAST]
+    result = rlrun(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    tags = set(scalars(run_dir))
+    options = {f"train/{kind}/{k}" for kind in ("option_usage", "termination_prob") for k in range(4)}
+    assert OPTION_TAGS | options <= tags, OPTION_TAGS | options - tags
+    usage = [scalars(run_dir)[f"train/option_usage/{k}"][-1].value for k in range(4)]
+    assert math.isclose(sum(usage), 1.0, abs_tol=1e-4)
+    assert (run_dir / "termination_probs.png").stat().st_size > 10_000
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    acc.Reload()
+    assert "eval/termination_probs" in acc.Tags()["images"]
+    state = checkpoint.read(run_dir / "checkpoints" / "last.pt")
+    assert state["step"] == 600 and int(state["algo"]["env_steps"]) == 600
+    assert state["source"]["replay"]["data"]["option"].min() >= 0  # every stored transition knows its option
+
+
+def test_option_critic_with_box_actions_in_meta_world(tmp_path):
+    args = ["algo=option_critic", "env=pick_place", "trainer.total_steps=80", "trainer.learning_starts=40",
+            "trainer.batch_size=16", "trainer.eval_every=80", "trainer.eval_episodes=1",
+            "trainer.checkpoint_every=80", *FAST]
+    result = rlrun(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)
+    assert scalars(run_dir)["eval/success_rate"][-1].value in (0.0, 1.0)  # one episode, Meta-World's info
+    assert not (run_dir / "termination_probs.png").exists()  # not a grid world
+
+
+def test_eval_video_is_a_gif_in_tensorboard_and_the_run_dir(tmp_path):
+    args = ["algo=option_critic", "env=four_rooms", "trainer.total_steps=200", "trainer.learning_starts=100",
+            "trainer.eval_every=100", "trainer.eval_episodes=1", "trainer.eval_video=true",
+            "trainer.batch_size=16", "env.max_episode_steps=50", *FAST]
+    result = rlrun(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    from PIL import Image
+
+    gifs = sorted((run_dir / "videos").glob("*.gif"))
+    assert [g.name for g in gifs] == ["eval_step_100.gif", "eval_step_200.gif"]
+    with Image.open(gifs[-1]) as im:
+        # reset frame + at most 50 steps (Pillow merges repeated frames), 13 cells × 12 px
+        assert 1 < im.n_frames <= 51 and im.size == (156, 156)
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Images("eval/video")] == [100, 200]
+    assert acc.Images("eval/video")[-1].encoded_image_string[:6] == b"GIF89a"
+
+
+def test_eval_video_is_skipped_with_a_warning_where_the_env_cannot_render(caplog):
+    from rlrun.build import videos_possible
+
+    class NoDisplay:
+        def make_eval_env(self, seed, render=False):
+            raise RuntimeError("no OpenGL context")
+
+    with caplog.at_level("WARNING"):
+        assert not videos_possible(NoDisplay(), 0)
+    assert "evaluation videos are skipped" in caplog.text and "no OpenGL context" in caplog.text

@@ -32,14 +32,21 @@ def final_weights(run_dir: Path) -> dict:
     return checkpoint.read(run_dir / "checkpoints" / "last.pt")["algo"]
 
 
-def assert_identical(a: dict, b: dict) -> None:
-    for module in ("actor", "critic", "critic_target"):
-        for key, value in a[module].items():
-            assert torch.equal(value, b[module][key]), f"{module}.{key} differs"
-    assert torch.equal(a["log_alpha"], b["log_alpha"])
+OPTIONS = ["algo=option_critic", "env=four_rooms", "trainer.learning_starts=100", "trainer.eval_every=200",
+           "trainer.checkpoint_every=100", "trainer.batch_size=32", *SMALL]
 
 
-@pytest.mark.parametrize("args", [ONLINE, OFFLINE], ids=["online_sac", "offline_cql"])
+def assert_identical(a, b, name: str = "algo") -> None:
+    """Every tensor of two collected algorithm states (modules, optimizers, counters) is equal."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{name} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), name
+        for key in a:
+            assert_identical(a[key], b[key], f"{name}.{key}")
+
+
+@pytest.mark.parametrize("args", [ONLINE, OFFLINE, OPTIONS], ids=["online_sac", "offline_cql", "option_critic"])
 def test_stop_and_resume_is_bit_identical(tmp_path, args, pendulum_dataset):
     torch.set_num_threads(1)
     run(make_cfg(*args, "trainer.total_steps=400"), tmp_path / "straight")

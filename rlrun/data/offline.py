@@ -145,8 +145,9 @@ class DatasetSource:
         log.info("dataset %s: %d episodes, %d transitions on %s", dataset.spec.dataset_id,
                  dataset.total_episodes, self.size, device)
 
-    def make_eval_env(self, seed: int) -> gym.Env:
-        return prepare(self.dataset.recover_environment(eval_env=True), seed)
+    def make_eval_env(self, seed: int, render: bool = False) -> gym.Env:
+        extra = {"render_mode": "rgb_array"} if render else {}
+        return prepare(self.dataset.recover_environment(eval_env=True, **extra), seed)
 
     def step(self, algo, step: int) -> dict[str, float]:
         return {}

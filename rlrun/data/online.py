@@ -70,8 +70,8 @@ class EnvSource:
         self.policy_state: Any = None
         self.episode_return, self.episode_length = 0.0, 0
 
-    def make_eval_env(self, seed: int) -> gym.Env:
-        return self.env_fn(seed)
+    def make_eval_env(self, seed: int, render: bool = False) -> gym.Env:
+        return self.env_fn(seed, render=render)
 
     def _random_action(self) -> np.ndarray:
         if self.spaces.discrete:
