@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlrun.build import run
 
@@ -16,3 +17,18 @@ def test_sac_learns_pendulum(tmp_path):
                    "trainer.eval_episodes=5", "trainer.checkpoint_every=4000", "trainer.progress=false", "seed=0")
     final_return = run(cfg, tmp_path)
     assert final_return > -400, final_return
+
+
+def test_option_critic_learns_cartpole(tmp_path):
+    """Random play lasts about 22 steps on CartPole-v1; 20k steps of option-critic balance far longer
+    (the full preset reaches 500 within 200k steps; bench/RESULTS.md)."""
+    torch.set_num_threads(2)
+    cfg = make_cfg("algo=option_critic", "env=cartpole", "trainer.total_steps=20000", "trainer.eval_every=5000",
+                   "trainer.eval_episodes=5", "trainer.checkpoint_every=20000", "trainer.progress=false", "seed=0")
+    run(cfg, tmp_path)
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    acc.Reload()
+    returns = [e.value for e in acc.Scalars("eval/return_mean")]
+    assert max(returns) > 200, returns
+    usage = [acc.Scalars(f"train/option_usage/{k}")[-1].value for k in range(2)]
+    assert abs(sum(usage) - 1.0) < 1e-3, usage
