@@ -26,6 +26,13 @@ def only_run_dir(root: Path) -> Path:
     return runs[0]
 
 
+def completed_run(root: Path, args: list[str]) -> Path:
+    """Run `rlrun *args` in `root`, check it succeeded, and return its run directory."""
+    result = rlrun(*args, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run_dir(root)
+
+
 def scalars(run_dir: Path) -> dict[str, list]:
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
@@ -36,9 +43,7 @@ def test_online_sac_run_logs_checkpoints_exports_and_resumes(tmp_path, minari_st
     args = ["algo=sac", "env=pendulum", "trainer.total_steps=600", "trainer.learning_starts=200",
             "trainer.eval_every=300", "trainer.checkpoint_every=200", "trainer.keep_checkpoints=2",
             "trainer.save_buffer=true", "trainer.buffer_dataset_id=test/pendulum/smoke-v0", *FAST]
-    result = rlrun(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
+    run_dir = completed_run(tmp_path, args)
     assert run_dir.relative_to(tmp_path).parts[:3] == ("outputs", "sac", "pendulum")
     tags = scalars(run_dir)
     assert ONLINE_TAGS <= set(tags), ONLINE_TAGS - set(tags)
@@ -74,9 +79,7 @@ def test_online_sac_run_logs_checkpoints_exports_and_resumes(tmp_path, minari_st
 def test_online_sac_in_mujoco_envs(tmp_path, env):
     args = [f"algo=sac", f"env={env}", "trainer.total_steps=60", "trainer.learning_starts=30", "trainer.batch_size=16",
             "trainer.eval_every=60", "trainer.eval_episodes=1", "trainer.checkpoint_every=30", *FAST]
-    result = rlrun(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
+    run_dir = completed_run(tmp_path, args)
     assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)
     assert checkpoint.read(run_dir / "checkpoints" / "last.pt")["step"] == 60
 
@@ -95,9 +98,7 @@ def test_four_rooms_env_is_a_gymnasium_env():
 def test_offline_cql_run_on_local_dataset(tmp_path, pendulum_dataset):
     args = ["algo=cql", "dataset=pendulum", "dataset.id=test/pendulum/random-v0", "dataset.builder=null",
             "trainer.total_steps=300", "trainer.eval_every=150", "trainer.checkpoint_every=300", *FAST]
-    result = rlrun(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
+    run_dir = completed_run(tmp_path, args)
     tags = scalars(run_dir)
     assert {"train/cql_diff", "train/td_loss", "eval/return_mean", "perf/updates_per_s"} <= set(tags)
     state = checkpoint.read(run_dir / "checkpoints" / "last.pt")
@@ -109,9 +110,7 @@ def test_offline_door_run_logs_normalized_score(tmp_path, door_dataset):
     args = ["algo=cql", "dataset=door", "dataset.id=test/door/random-v0", "trainer.total_steps=20",
             "trainer.eval_every=20", "trainer.eval_episodes=1", "trainer.log_every=10", "trainer.progress=false",
             "network.hidden_sizes=[32,32]"]
-    result = rlrun(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    tags = scalars(only_run_dir(tmp_path))
+    tags = scalars(completed_run(tmp_path, args))
     assert "eval/normalized_score" in tags and math.isfinite(tags["eval/normalized_score"][-1].value)
 
 
@@ -152,9 +151,7 @@ OPTION_TAGS = {"train/termination_loss", "train/policy_loss", "train/critic_loss
 def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
     args = ["algo=option_critic", "env=four_rooms", "trainer.total_steps=600", "trainer.learning_starts=100",
             "trainer.eval_every=600", "trainer.checkpoint_every=300", "trainer.batch_size=32", *FAST]
-    result = rlrun(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
+    run_dir = completed_run(tmp_path, args)
     tags = set(scalars(run_dir))
     options = {f"train/{kind}/{k}" for kind in ("option_usage", "termination_prob") for k in range(4)}
     assert OPTION_TAGS | options <= tags, OPTION_TAGS | options - tags
@@ -173,9 +170,7 @@ def test_option_critic_with_box_actions_in_meta_world(tmp_path):
     args = ["algo=option_critic", "env=pick_place", "trainer.total_steps=80", "trainer.learning_starts=40",
             "trainer.batch_size=16", "trainer.eval_every=80", "trainer.eval_episodes=1",
             "trainer.checkpoint_every=80", *FAST]
-    result = rlrun(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
+    run_dir = completed_run(tmp_path, args)
     assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)
     assert scalars(run_dir)["eval/success_rate"][-1].value in (0.0, 1.0)  # one episode, Meta-World's info
     assert not (run_dir / "termination_probs.png").exists()  # not a grid world
@@ -185,9 +180,7 @@ def test_eval_video_is_a_gif_in_tensorboard_and_the_run_dir(tmp_path):
     args = ["algo=option_critic", "env=four_rooms", "trainer.total_steps=200", "trainer.learning_starts=100",
             "trainer.eval_every=100", "trainer.eval_episodes=1", "trainer.eval_video=true",
             "trainer.batch_size=16", "env.max_episode_steps=50", *FAST]
-    result = rlrun(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = only_run_dir(tmp_path)
+    run_dir = completed_run(tmp_path, args)
     from PIL import Image
 
     gifs = sorted((run_dir / "videos").glob("*.gif"))
