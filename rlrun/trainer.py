@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from rlrun import __version__, checkpoint, video
 from rlrun.algos.base import Algorithm
-from rlrun.data.online import as_obs
+from rlrun.data.online import play
 from rlrun.logger import Logger
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,9 @@ def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: to
     returns, lengths, successes = [], [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
-        state, done, ret, length, success = algo.initial_state(), False, 0.0, 0, None
-        while not done:
-            action, state = algo.act(as_obs(obs, device), state, True)
-            obs, reward, terminated, truncated, info = env.step(action[0].cpu().numpy())
-            ret, length, done = ret + float(reward), length + 1, terminated or truncated
+        ret, length, success = 0.0, 0, None
+        for reward, info in play(algo, env, obs, device):
+            ret, length = ret + reward, length + 1
             if "success" in info:
                 success = bool(success) or bool(info["success"])
         returns.append(ret)
@@ -144,8 +142,9 @@ class Trainer:
     def _record_video(self) -> None:
         env = self.source.make_eval_env(self.seed + 10_000, render=True)
         frames = video.record(self.algo, env, self.seed + 10_000, self.device)
+        fps = env.metadata.get("render_fps") or 30
         env.close()
-        data, (height, width) = video.gif(frames, env.metadata.get("render_fps") or 30)
+        data, (height, width) = video.gif(frames, fps)
         path = self.run_dir / "videos" / f"eval_step_{self.step}.gif"
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(data)

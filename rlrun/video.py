@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from rlrun.algos.base import Algorithm
-from rlrun.data.online import as_obs
+from rlrun.data.online import play
 
 MAX_FRAMES = 200
 MAX_WIDTH = 192
@@ -48,12 +48,9 @@ def probe(make_env: Callable[[], gym.Env]) -> str | None:
 def record(algo: Algorithm, env: gym.Env, seed: int, device: torch.device) -> np.ndarray:
     """Frames (T, H, W, 3) uint8 of one deterministic episode, at most MAX_FRAMES (evenly thinned)."""
     obs, _ = env.reset(seed=seed)
-    frames, state, done = [env.render()], algo.initial_state(), False
-    while not done:
-        action, state = algo.act(as_obs(obs, device), state, True)
-        obs, _, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+    frames = [env.render()]
+    for _ in play(algo, env, obs, device):
         frames.append(env.render())
-        done = terminated or truncated
     keep = np.linspace(0, len(frames) - 1, min(len(frames), MAX_FRAMES)).round().astype(int)
     return np.stack([frames[i] for i in keep])
 

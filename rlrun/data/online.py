@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import cloudpickle
 import gymnasium as gym
@@ -40,6 +40,16 @@ def spaces_of(obs_space: gym.Space, act_space: gym.Space) -> Spaces:
 
 def as_obs(obs: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).unsqueeze(0)  # (O,) -> (1, O)
+
+
+def play(algo: Algorithm, env: gym.Env, obs: np.ndarray, device: torch.device) -> Iterator[tuple[float, dict]]:
+    """The deterministic policy from `obs` (just reset) to the episode's end: (reward, info) per step."""
+    state, done = algo.initial_state(), False
+    while not done:
+        action, state = algo.act(as_obs(obs, device), state, True)
+        obs, reward, terminated, truncated, info = env.step(action[0].cpu().numpy())
+        done = terminated or truncated
+        yield float(reward), info
 
 
 def next_free_version(dataset_id: str) -> str:
