@@ -89,12 +89,27 @@ class CriticEnsemble(nn.Module):
             self.head.orthogonal_(1e-2)
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
-        batch_shape = obs.shape[:-1]
-        x = torch.cat([obs, act], -1).reshape(1, -1, obs.shape[-1] + act.shape[-1])  # (*B, O+A) -> (1, B', O+A)
-        x = x.expand(self.n, -1, -1)  # (1, B', D) -> (n, B', D)
-        for layer, norm in zip(self.hidden, self.norms):
+        """Q of every member: obs (*S, O) broadcasts against act (*B, A) -> (n, *B).
+
+        The first layer W [s; a] + b is computed as (W_s s + b) + W_a a, so an observation shared
+        by many actions (obs (B, 1, O), act (B, N, A)) goes through W_s once, not N times.
+        """
+        batch_shape = torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1])
+        first = self.hidden[0]
+        w_obs, w_act = first.weight.split([obs.shape[-1], act.shape[-1]], 1)  # (n, O + A, H) -> (n, O, H), (n, A, H)
+        h_obs = torch.baddbmm(first.bias, _rows(obs, self.n), w_obs)  # (n, S', H)
+        h_act = torch.bmm(_rows(act, self.n), w_act)  # (n, B', H)
+        width = h_obs.shape[-1]
+        x = h_obs.view(self.n, *obs.shape[:-1], width) + h_act.view(self.n, *act.shape[:-1], width)  # (n, *B, H)
+        x = self.act(self.norms[0](x.reshape(self.n, -1, width)))  # (n, *B, H) -> (n, B', H)
+        for layer, norm in zip(self.hidden[1:], self.norms[1:]):
             x = self.act(norm(layer(x)))
         return self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)
+
+
+def _rows(x: Tensor, n: int) -> Tensor:
+    """(*B, D) -> (n, B', D): the same rows for every ensemble member (a view)."""
+    return x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)
 
 
 class TanhGaussianActor(nn.Module):
@@ -110,9 +125,13 @@ class TanhGaussianActor(nn.Module):
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
         """A sampled (reparameterized) action and its log-probability, shape (*B, A) and (*B,)."""
-        mean, log_std = self._dist(obs)
-        u = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
-        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
+        return tanh_gaussian_sample(*self._dist(obs), deterministic)
+
+    def sample_n(self, obs: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """n samples per state from one pass of the network: (*B, O) -> (*B, n, A), (*B, n)."""
+        mean, log_std = self._dist(obs.unsqueeze(-2))  # (*B, 1, A) each
+        shape = (*obs.shape[:-1], n, mean.shape[-1])
+        return tanh_gaussian_sample(mean.expand(shape), log_std.expand(shape), False)
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         """log π(act|obs) of given actions in [-1, 1] (behaviour cloning)."""
@@ -153,6 +172,15 @@ class OptionPolicies(nn.Module):
         u = mean if deterministic else mean + squash_log_std(log_std).exp() * torch.randn_like(mean)
         return torch.tanh(u)
 
+    def rsample_all(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
+        """Every option's reparameterized action and its log-probability (Box actions only).
+
+        (*B, O) -> (*B, K, A), (*B, K).
+        """
+        out = self.net(obs).unflatten(-1, (self.n_options, self.head_size))  # (*B, K*H) -> (*B, K, H)
+        mean, log_std = out.chunk(2, -1)
+        return tanh_gaussian_sample(mean, squash_log_std(log_std), deterministic)
+
     def log_prob_entropy(self, obs: Tensor, option: Tensor, act: Tensor) -> tuple[Tensor, Tensor]:
         """log π_ω(act|obs) and the policy's entropy (the pre-tanh Gaussian's when continuous), both (B,)."""
         head = self._head(obs, option)
@@ -164,6 +192,12 @@ class OptionPolicies(nn.Module):
         u = torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6))
         entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
         return tanh_gaussian_log_prob(u, mean, log_std), entropy
+
+
+def tanh_gaussian_sample(mean: Tensor, log_std: Tensor, deterministic: bool) -> tuple[Tensor, Tensor]:
+    """a = tanh(u), u ~ N(mean, exp(log_std)) reparameterized (u = mean when deterministic), and log π(a)."""
+    u = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+    return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
 
 
 def tanh_gaussian_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:

@@ -42,6 +42,8 @@ class DeviceConfig:
     """torch.set_float32_matmul_precision: highest, high or medium."""
     threads: int = 0
     """CPU threads for torch (0: torch's default)."""
+    keep_freed_memory: bool = True
+    """Let glibc keep freed tensor memory for reuse instead of unmapping it every step (faster on CPU)."""
 
 
 @dataclass
@@ -198,6 +200,47 @@ class OptionCriticConfig:
 
 
 @dataclass
+class SoftOptionCriticConfig:
+    _target_: str = "rlrun.algos.soft_option_critic.SoftOptionCritic"
+    obs_dim: int = MISSING
+    """Observation size (set at run time)."""
+    act_dim: int = MISSING
+    """Action size (set at run time); Box actions only."""
+    n_options: int = 2
+    """Number of options."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critics."""
+    critic_lr: float = 3e-4
+    """Learning rate of the Q_U(s, option, a) critics."""
+    actor_lr: float = 3e-4
+    """Learning rate of the intra-option policies."""
+    termination_lr: float = 3e-4
+    """Learning rate of the termination functions."""
+    alpha_lr: float = 3e-4
+    """Learning rate of the entropy temperature."""
+    init_alpha: float = 1.0
+    """Initial entropy temperature (the intra-option policies' entropy weight)."""
+    autotune_alpha: bool = True
+    """Tune the temperature towards target_entropy."""
+    target_entropy: Optional[float] = None
+    """Entropy target of every intra-option policy; None means -act_dim."""
+    num_critics: int = 2
+    """Q_U networks in the ensemble (min over them)."""
+    termination_reg: float = 0.01
+    """Termination regularizer xi added to the advantage (larger: longer options)."""
+    epsilon_start: float = 1.0
+    """Exploration of the epsilon-greedy policy over options at the start ..."""
+    epsilon_end: float = 0.05
+    """... and after epsilon_decay_steps env steps (linear decay)."""
+    epsilon_decay_steps: int = 20_000
+    """Env steps over which epsilon decays."""
+    stats_rate: float = 0.001
+    """Rate of the moving averages behind train/option_usage and train/option_duration_mean."""
+
+
+@dataclass
 class Config:
     algo: Any = MISSING
     """Algorithm (group `algo`)."""
@@ -226,6 +269,7 @@ def register_configs() -> None:
     cs.store(group="algo", name="sac_schema", node=SACConfig)
     cs.store(group="algo", name="cql_schema", node=CQLConfig)
     cs.store(group="algo", name="option_critic_schema", node=OptionCriticConfig)
+    cs.store(group="algo", name="soft_option_critic_schema", node=SoftOptionCriticConfig)
     cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
     cs.store(group="env", name="env_schema", node=EnvConfig)
     cs.store(group="network", name="network_schema", node=NetworkConfig)

@@ -16,14 +16,16 @@ from conftest import make_cfg
 
 CONTINUOUS = Spaces(obs_dim=5, act_dim=3, discrete=False)
 DISCRETE = Spaces(obs_dim=4, act_dim=2, discrete=True)
-ALGOS = {"sac": CONTINUOUS, "cql": CONTINUOUS, "option_critic": DISCRETE, "option_critic-box": CONTINUOUS}
+ALGOS = {"sac": CONTINUOUS, "cql": CONTINUOUS, "option_critic": DISCRETE, "option_critic-box": CONTINUOUS,
+         "soft_option_critic": CONTINUOUS}
 N_OPTIONS = 3
 
 
 def build(name: str, spaces: Spaces, seed: int = 0):
     torch.manual_seed(seed)
     algo = name.split("-")[0]
-    extra = [f"algo.n_options={N_OPTIONS}", "algo.critic_every=1"] if algo == "option_critic" else []
+    extra = {"option_critic": [f"algo.n_options={N_OPTIONS}", "algo.critic_every=1"],
+             "soft_option_critic": [f"algo.n_options={N_OPTIONS}"]}.get(algo, [])
     cfg = make_cfg(f"algo={algo}", "env=pendulum", "network.hidden_sizes=[32,32]", *extra)
     return make_algo(cfg, spaces, torch.device("cpu"))
 
@@ -214,3 +216,64 @@ def test_option_critic_resumes_mid_option_with_identical_actions(tmp_path):
     torch.manual_seed(3)
     a2, s2 = fresh.act(obs, state, False)
     assert torch.equal(a1, a2) and torch.equal(s1, s2)
+
+
+# --- soft option-critic ----------------------------------------------------------------------
+def test_soft_option_critic_option_values_use_each_options_mean_action():
+    """Q_Ω(s, ω) for greedy option choice = min_i Q_U,i(s, ω, tanh μ_ω(s)), with ω as a one-hot beside s."""
+    algo = build("soft_option_critic", CONTINUOUS)
+    obs = torch.randn(5, CONTINUOUS.obs_dim)
+    values = algo.option_values(obs)
+    assert values.shape == (5, N_OPTIONS)
+    for k in range(N_OPTIONS):
+        option = torch.full((5,), k)
+        mean_action = algo.policies.sample(obs, option, deterministic=True)
+        one_hot = torch.nn.functional.one_hot(option, N_OPTIONS).float()
+        expected = algo.critic(torch.cat([obs, one_hot], -1), mean_action).min(0).values
+        torch.testing.assert_close(values[:, k], expected)
+
+
+def test_soft_option_critic_target_follows_the_option_target_by_hand():
+    """Q̄_Ω(s', ω) = min_j Q̄_U,j(s', ω, a'_ω) − α log π_ω(a'_ω|s'), and the critics regress on
+    G = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') max_ω' Q̄_Ω(s', ω')] (hand-set β = 0.25)."""
+    algo = build("soft_option_critic", CONTINUOUS)
+    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.tensor([1]),
+                                                  rew=torch.ones(1))
+    with torch.no_grad():
+        algo.termination[-1].weight.zero_()
+        algo.termination[-1].bias.copy_(torch.tensor([0.0, math.log(1 / 3), 0.0]))  # β_1(s') = 0.25
+        for p in algo.critic_target.parameters():
+            p.zero_()
+        algo.critic_target.head.bias.copy_(torch.tensor([3.0, 2.0]).view(2, 1, 1))  # Q̄_U,1 ≡ 3, Q̄_U,2 ≡ 2
+    torch.manual_seed(5)
+    q_next = algo.soft_option_values(batch.next_obs)
+    torch.manual_seed(5)
+    _, log_prob = algo.policies.rsample_all(batch.next_obs)
+    torch.testing.assert_close(q_next, 2.0 - algo.alpha * log_prob)
+    algo.soft_option_values = lambda next_obs: torch.tensor([[1.0, 2.0, 5.0]])
+    critic_loss, *_ = algo.losses(batch)
+    target = 1.0 + 0.99 * (0.75 * 2.0 + 0.25 * 5.0)
+    q = algo.critic(torch.cat([batch.obs, torch.tensor([[0.0, 1.0, 0.0]])], -1), batch.act)  # (2 critics, 1)
+    torch.testing.assert_close(critic_loss, ((q - target) ** 2).sum())
+
+
+def test_soft_option_critic_policy_gradient_reaches_only_the_running_options_head():
+    algo = build("soft_option_critic", CONTINUOUS)
+    batch = random_batch(CONTINUOUS, 8)._replace(option=torch.full((8,), 2))
+    _, policy_loss, *_ = algo.losses(batch)
+    out = algo.policies.net[-1]  # rows: option k's mean and log σ at [k*2A, (k+1)*2A)
+    policy_loss.backward()
+    head = 2 * CONTINUOUS.act_dim
+    grad = out.weight.grad.abs().sum(-1)
+    assert grad[:2 * head].sum() == 0 and grad[2 * head:].sum() > 0
+
+
+def test_soft_option_critic_termination_falls_where_the_option_is_best():
+    """Updates on a transition whose option is best at s' (A_Ω(s', 0) = 10/3 under ε = 1) lower β_0(s')."""
+    algo = build("soft_option_critic", CONTINUOUS)
+    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.zeros(1, dtype=torch.long))
+    algo.soft_option_values = lambda next_obs: torch.tensor([[5.0, 0.0, 0.0]])
+    beta_before = algo.beta(batch.next_obs)[0, 0].item()
+    for _ in range(150):
+        algo.update(batch)
+    assert algo.beta(batch.next_obs)[0, 0].item() < beta_before - 0.1

@@ -166,8 +166,9 @@ def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
     assert state["source"]["replay"]["data"]["option"].min() >= 0  # every stored transition knows its option
 
 
-def test_option_critic_with_box_actions_in_meta_world(tmp_path):
-    args = ["algo=option_critic", "env=pick_place", "trainer.total_steps=80", "trainer.learning_starts=40",
+@pytest.mark.parametrize("algo", ["option_critic", "soft_option_critic"])
+def test_option_critic_with_box_actions_in_meta_world(tmp_path, algo):
+    args = [f"algo={algo}", "env=pick_place", "trainer.total_steps=80", "trainer.learning_starts=40",
             "trainer.batch_size=16", "trainer.eval_every=80", "trainer.eval_episodes=1",
             "trainer.checkpoint_every=80", *FAST]
     run_dir = completed_run(tmp_path, args)

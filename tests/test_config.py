@@ -96,6 +96,7 @@ def test_preflight_errors(overrides, message):
     (["resume=/nonexistent/run"], "holds no readable checkpoint"),
     (["algo=sac", "env=cartpole"], "SAC does not support discrete actions"),
     (["algo=option_critic", "dataset=door"], "learns online and needs an environment: add env="),
+    (["algo=soft_option_critic", "env=cartpole"], "SoftOptionCritic does not support discrete actions"),
 ])
 def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected):
     start = time.time()

@@ -46,11 +46,9 @@ class OptionCritic:
         self.n_options, self.gamma, self.xi, self.eta = n_options, gamma, termination_reg, entropy_coef
         self.eps_start, self.eps_end, self.eps_steps = epsilon_start, epsilon_end, epsilon_decay_steps
         self.critic_every, self.target_every, self.stats_rate = critic_every, target_every, stats_rate
-        self.q = mlp(obs_dim, n_options, network).to(device)
-        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self._build_critic(obs_dim, act_dim, network, device, critic_lr)
         self.termination = mlp(obs_dim, n_options, network).to(device)  # logits of β_ω(s)
         self.policies = OptionPolicies(obs_dim, act_dim, n_options, discrete, network).to(device)
-        self.critic_opt = torch.optim.Adam(self.q.parameters(), lr=critic_lr)
         self.actor_opt = torch.optim.Adam([{"params": self.policies.parameters(), "lr": actor_lr},
                                            {"params": self.termination.parameters(), "lr": termination_lr}])
         self.env_steps = torch.zeros((), dtype=torch.long)  # CPU counters: no device sync
@@ -59,6 +57,13 @@ class OptionCritic:
         self.switch_rate = torch.ones((), device=device)  # EMA of P(option ends) per step
         self.critic_loss_last = torch.zeros((), device=device)  # from the latest critic step, for logging
         self.beta_last = torch.zeros(n_options, device=device)  # mean β_ω(s') of that step's batch
+
+    def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device,
+                      critic_lr: float) -> None:
+        """Q_Ω(s, ·) for all options, its target copy and its optimizer."""
+        self.q = mlp(obs_dim, self.n_options, network).to(device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.critic_opt = torch.optim.Adam(self.q.parameters(), lr=critic_lr)
         self._target_pairs = (list(self.q_target.parameters()), list(self.q.parameters()))
 
     # --- acting ------------------------------------------------------------------------------
@@ -70,6 +75,10 @@ class OptionCritic:
     def initial_state(self) -> Any:
         return None
 
+    def option_values(self, obs: Tensor) -> Tensor:
+        """Q_Ω(s, ω) of every option, (B, O) -> (B, K)."""
+        return self.q(obs)
+
     def beta(self, obs: Tensor) -> Tensor:
         """Termination probabilities of every option, (B, O) -> (B, K)."""
         return torch.sigmoid(self.termination(obs))
@@ -79,7 +88,7 @@ class OptionCritic:
         """Keep the running option unless it terminates at obs (sampled; β > 0.5 when deterministic),
         then pick one ε-greedily (greedily when deterministic); act with its policy. State: options (B,)."""
         b = obs.shape[0]
-        new = self.q(obs).argmax(-1)  # (B, K) -> (B,)
+        new = self.option_values(obs).argmax(-1)  # (B, K) -> (B,)
         if state is None:
             ends = torch.ones(b, dtype=torch.bool, device=obs.device)
         else:

@@ -1,0 +1,120 @@
+"""Soft option-critic for Box actions: Option-Critic (Bacon, Harb and Precup, "The Option-Critic
+Architecture", AAAI 2017) with the paper's action-value critic Q_U(s, ω, a) learned off-policy and
+entropy-regularised values as in SAC (Haarnoja et al., "Soft Actor-Critic Algorithms and
+Applications", 2018).
+
+On replay batches (s, ω, a, r, s', d), with a'_ω ~ π_ω(·|s') and ã ~ π_ω(·|s), it minimises
+  critics:      Σ_i E[(Q_U,i(s, ω, a) − G)²],
+                G = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') max_ω' Q̄_Ω(s', ω')],
+                Q̄_Ω(s', ω) = min_j Q̄_U,j(s', ω, a'_ω) − α log π_ω(a'_ω|s')
+  policies:     E[α log π_ω(ã|s) − min_i Q_U,i(s, ω, ã)]   (intra-option gradient, reparameterized)
+  terminations: E[β_ω(s') (Q̄_Ω(s', ω) − V_Ω(s') + ξ)(1 − d)]   (termination gradient, ε-greedy V_Ω)
+  temperature:  −E[log α (log π_ω(ã|s) − act_dim)]
+with target critics Q̄_U following by Polyak averaging (rate τ). The paper's intra-option policy
+gradient E[∇ log π_ω(a|s) Q_U(s, ω, a)] is the gradient of E_a~π_ω[Q_U(s, ω, a)]; for continuous
+actions the reparameterized estimator of that same gradient has far lower variance than the
+one-step likelihood-ratio one of `OptionCritic`. The policy over options stays ε-greedy in
+Q_Ω(s, ω) ≈ min_i Q_U,i(s, ω, tanh μ_ω(s)).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import Tensor
+
+from rlrun.algos.base import Batch, optimizer_step
+from rlrun.algos.option_critic import OptionCritic, pick
+from rlrun.losses import (critic_mse, epsilon_greedy_value, option_target, sac_actor_loss, soft_update,
+                          temperature_loss, termination_loss)
+from rlrun.nets import CriticEnsemble, MLPSpec
+
+
+class SoftOptionCritic(OptionCritic):
+    discrete_actions = False
+    learns_from_latest = False
+
+    def __init__(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, n_options: int = 2,
+                 gamma: float = 0.99, tau: float = 0.005, critic_lr: float = 3e-4, actor_lr: float = 3e-4,
+                 termination_lr: float = 3e-4, alpha_lr: float = 3e-4, init_alpha: float = 1.0,
+                 autotune_alpha: bool = True, target_entropy: float | None = None, num_critics: int = 2,
+                 termination_reg: float = 0.01, epsilon_start: float = 1.0, epsilon_end: float = 0.05,
+                 epsilon_decay_steps: int = 20_000, stats_rate: float = 0.001) -> None:
+        self.num_critics, self.tau, self.autotune_alpha = num_critics, tau, autotune_alpha
+        super().__init__(obs_dim, act_dim, False, network, device, n_options, gamma, critic_lr, actor_lr,
+                         termination_lr, termination_reg, 0.0, epsilon_start, epsilon_end, epsilon_decay_steps,
+                         critic_every=1, target_every=1, stats_rate=stats_rate)
+        self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
+        self.log_alpha = torch.tensor(math.log(init_alpha), device=device, requires_grad=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=alpha_lr)
+        self.eye = torch.eye(n_options, device=device)
+
+    def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device,
+                      critic_lr: float) -> None:
+        """Q_U(s, ω, a) ensemble (ω enters as a one-hot beside s), its Polyak target and optimizer."""
+        self.critic = CriticEnsemble(obs_dim + self.n_options, act_dim, network, self.num_critics).to(device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr)
+        self._target_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
+
+    @property
+    def alpha(self) -> Tensor:
+        return self.log_alpha.detach().exp()
+
+    def with_options(self, obs: Tensor) -> Tensor:
+        """obs beside each option's one-hot: (*B, O) -> (*B, K, O + K)."""
+        k = self.n_options
+        return torch.cat([obs.unsqueeze(-2).expand(*obs.shape[:-1], k, -1), self.eye.expand(*obs.shape[:-1], k, k)], -1)
+
+    def with_option(self, obs: Tensor, option: Tensor) -> Tensor:
+        """obs beside the one-hot of its option: (B, O), (B,) -> (B, O + K)."""
+        return torch.cat([obs, self.eye[option]], -1)
+
+    @torch.no_grad()
+    def option_values(self, obs: Tensor) -> Tensor:
+        """Q_Ω(s, ω) ≈ min_i Q_U,i(s, ω, tanh μ_ω(s)) for every option, (B, O) -> (B, K)."""
+        act, _ = self.policies.rsample_all(obs, deterministic=True)  # (B, K, A)
+        return self.critic(self.with_options(obs), act).min(0).values  # (n, B, K) -> (B, K)
+
+    @torch.no_grad()
+    def soft_option_values(self, next_obs: Tensor) -> Tensor:
+        """Q̄_Ω(s', ω) = min_j Q̄_U,j(s', ω, a'_ω) − α log π_ω(a'_ω|s') for every option, (B, O) -> (B, K)."""
+        act, log_prob = self.policies.rsample_all(next_obs)  # (B, K, A), (B, K)
+        q = self.critic_target(self.with_options(next_obs), act).min(0).values  # (n, B, K) -> (B, K)
+        return q - self.alpha * log_prob
+
+    def losses(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Critic, intra-option policy, termination losses and log π of the fresh actions (B,)."""
+        q_next = self.soft_option_values(batch.next_obs)  # (B, K)
+        beta_all = self.beta(batch.next_obs)  # (B, K)
+        beta_next = pick(beta_all, batch.option)
+        target = option_target(batch.rew, batch.terminal, beta_next.detach(), q_next, batch.option, self.gamma)
+        obs_option = self.with_option(batch.obs, batch.option)
+        q = self.critic(obs_option, batch.act)  # (n, B)
+        advantage_next = pick(q_next, batch.option) - epsilon_greedy_value(q_next, self.epsilon)
+        term = termination_loss(beta_next, advantage_next, self.xi, batch.terminal)
+        act_all, log_prob_all = self.policies.rsample_all(batch.obs)  # (B, K, A), (B, K)
+        index = batch.option.view(-1, 1, 1).expand(-1, 1, act_all.shape[-1])
+        act = act_all.gather(1, index).squeeze(1)  # (B, K, A) -> (B, A): the running option's action
+        log_prob = pick(log_prob_all, batch.option)
+        q_pi = self.critic(obs_option, act).min(0).values  # (n, B) -> (B,)
+        policy = sac_actor_loss(self.alpha, log_prob, q_pi)
+        metrics = {"train/q_mean": q.detach().mean(), "train/termination_loss": term.detach(),
+                   "train/policy_loss": policy.detach(), "train/advantage": advantage_next.mean()}
+        self.beta_last = beta_all.detach().mean(0)
+        return critic_mse(q, target), policy, term, log_prob, metrics
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        self.updates += 1
+        critic_loss, policy_loss, term_loss, log_prob, metrics = self.losses(batch)
+        optimizer_step(self.actor_opt, policy_loss + term_loss)  # also fills critic grads; critic_opt clears them
+        if self.autotune_alpha:
+            optimizer_step(self.alpha_opt, temperature_loss(self.log_alpha, log_prob, self.target_entropy))
+        optimizer_step(self.critic_opt, critic_loss)
+        soft_update(*self._target_pairs, self.tau)
+        self.critic_loss_last = critic_loss.detach()
+        return metrics | self.option_stats() | {
+            "train/critic_loss": self.critic_loss_last, "train/alpha": self.alpha,
+            "train/entropy": -log_prob.detach().mean(), "train/epsilon": torch.tensor(self.epsilon)}
