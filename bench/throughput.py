@@ -6,7 +6,8 @@ Sizes: door = 39 obs, 28 actions, 3x256 actor and critics, batch 256, 10 sampled
 pendulum = 3 obs, 1 action, 2x64 (the cql_pendulum preset), batch 256, 10 sampled actions.
 Variants: fp32, bf16 autocast (device.amp), torch.compile (device.compile), and on cuda also
 CUDA graphs. d3rlpy runs from bench/.venv-d3rlpy (`make bench` creates it; its gymnasium pin
-conflicts with ours). FLOP utilization = analytic matmul FLOPs per update × updates/s ÷ the
+conflicts with ours), once as it comes and once with rlrun's allocator setting
+(device.keep_freed_memory, passed as GLIBC_TUNABLES). FLOP utilization = analytic matmul FLOPs per update × updates/s ÷ the
 measured matmul peak of the device in that precision.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from rlrun.accel import accelerate
+from rlrun.accel import MMAP_THRESHOLD, TRIM_THRESHOLD, accelerate, keep_freed_memory
 from rlrun.algos.base import Batch
 from rlrun.algos.cql import CQL
 from rlrun.algos.sac import SAC
@@ -32,6 +34,8 @@ HERE = Path(__file__).resolve().parent
 D3RLPY_PY = HERE / ".venv-d3rlpy" / "bin" / "python"
 CONFIGS = {"door": (39, 28, [256, 256, 256]), "pendulum": (3, 1, [64, 64])}
 BATCH, N_ACTIONS = 256, 10
+# rlrun's device.keep_freed_memory, given to d3rlpy's process through glibc's environment tunables
+GLIBC_KEEP_MEMORY = f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}"
 
 
 def linear_flops(rows: int, dims: list[int]) -> int:
@@ -40,15 +44,17 @@ def linear_flops(rows: int, dims: list[int]) -> int:
 
 def update_flops(algo: str, obs: int, act: int, hidden: list[int], n_critics: int = 2) -> float:
     """Matmul FLOPs of one update (backward = 2x forward) as rlrun computes it."""
-    critic = lambda rows: n_critics * linear_flops(rows, [obs + act, *hidden, 1])  # noqa: E731
+    def critic(rows: int, states: int) -> int:  # first layer: W_s s once per state, W_a a per action
+        return n_critics * (2 * states * obs * hidden[0] + 2 * rows * act * hidden[0] + linear_flops(rows, [*hidden, 1]))
+
     actor = lambda rows: linear_flops(rows, [obs, *hidden, 2 * act])  # noqa: E731
     B, N = BATCH, N_ACTIONS
-    total = actor(B) + critic(B)  # target: pi(s') and target critics
-    total += 3 * actor(B) + 3 * critic(B)  # actor loss through the critics
-    if algo == "cql":
-        total += actor(2 * B * N) + 3 * critic(B * (1 + 3 * N))  # sampled actions, fused critic pass
+    total = actor(B) + critic(B, B)  # target: pi(s') and target critics
+    total += 3 * actor(B) + 3 * critic(B, B)  # actor loss through the critics
+    if algo == "cql":  # N samples of pi(s) and pi(s') from one actor pass; one critic pass for 1 + 3N actions
+        total += actor(2 * B) + 3 * critic(B * (1 + 3 * N), B)
     else:
-        total += 3 * critic(B)
+        total += 3 * critic(B, B)
     return float(total)
 
 
@@ -88,14 +94,15 @@ def rlrun_rate(algo: str, cfg: str, device: torch.device, amp: bool, compile: bo
     return count / (time.perf_counter() - start)
 
 
-def d3rlpy_rate(algo: str, cfg: str, device: torch.device, seconds: float) -> float | None:
+def d3rlpy_rate(algo: str, cfg: str, device: torch.device, seconds: float, keep_memory: bool) -> float | None:
     if not D3RLPY_PY.exists():
         return None
     obs, act, hidden = CONFIGS[cfg]
     cmd = [str(D3RLPY_PY), str(HERE / "d3rlpy_worker.py"), "--algo", algo, "--obs-dim", str(obs), "--act-dim",
            str(act), "--hidden", *map(str, hidden), "--n-actions", str(N_ACTIONS), "--batch", str(BATCH),
            "--seconds", str(seconds), "--device", "cuda:0" if device.type == "cuda" else "cpu:0"]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ, GLIBC_TUNABLES=GLIBC_KEEP_MEMORY) if keep_memory else None
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         print(out.stderr[-1500:], file=sys.stderr)
         return None
@@ -109,18 +116,24 @@ def main() -> None:
     p.add_argument("--algos", nargs="+", default=["cql", "sac"])
     p.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    p.add_argument("--glibc-default", action="store_true",
+                   help="leave glibc's allocator as it is (rlrun's device.keep_freed_memory=false)")
     args = p.parse_args()
+    if not args.glibc_default:
+        keep_freed_memory()  # what `rlrun` does by default
     print(f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · torch {torch.__version__} · "
           f"{torch.get_num_threads()} threads")
     for dev_name in args.devices:
         device = torch.device(dev_name)
         peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
         print(f"\n## {dev_name}: matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
-        print("| config | algo | variant | rlrun updates/s | d3rlpy updates/s | ratio | FLOP utilization |")
-        print("|---|---|---|---|---|---|---|")
+        print("| config | algo | variant | rlrun updates/s | d3rlpy updates/s | ratio | FLOP utilization | "
+              "d3rlpy with rlrun's malloc setting | ratio to that |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for cfg in args.configs:
             for algo in args.algos:
-                base = d3rlpy_rate(algo, cfg, device, args.seconds)
+                base = d3rlpy_rate(algo, cfg, device, args.seconds, keep_memory=False)
+                tuned = d3rlpy_rate(algo, cfg, device, args.seconds, keep_memory=True)
                 variants = [("fp32", False, False, False), ("bf16", True, False, False)]
                 if not args.no_compile:
                     variants += [("fp32+compile", False, True, False), ("bf16+compile", True, True, False)]
@@ -131,7 +144,9 @@ def main() -> None:
                     util = update_flops(algo, *CONFIGS[cfg]) * rate / peaks["bf16" if amp else "fp32"]
                     ratio = f"{rate / base:.2f}x" if base else "n/a"
                     d3 = f"{base:.1f}" if base else "not installed"
-                    print(f"| {cfg} | {algo} | {name} | {rate:.1f} | {d3} | {ratio} | {100 * util:.0f}% |", flush=True)
+                    tuned_cols = f"{tuned:.1f} | {rate / tuned:.2f}x" if tuned else "n/a | n/a"
+                    print(f"| {cfg} | {algo} | {name} | {rate:.1f} | {d3} | {ratio} | {100 * util:.0f}% | {tuned_cols} |",
+                          flush=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rlrun import checkpoint, video
-from rlrun.accel import accelerate
+from rlrun.accel import accelerate, keep_freed_memory
 from rlrun.data import offline
 from rlrun.data.online import EnvSource, Spaces
 from rlrun.envs import make_env
@@ -64,6 +64,8 @@ def make_device(cfg: DictConfig) -> torch.device:
         raise UserError(f"unknown device {name!r}: use auto, cpu or cuda.")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     return torch.device(name)
 

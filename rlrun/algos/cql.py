@@ -36,10 +36,8 @@ class CQL(SAC):
     def target_value(self, next_obs: Tensor) -> Tensor:
         if not self.max_target_backup:
             return super().target_value(next_obs)
-        n = self.n_actions
-        next_rep = next_obs.unsqueeze(1).expand(-1, n, -1)  # (B, O) -> (B, N, O)
-        next_act, next_log_prob = self.actor(next_rep)  # (B, N, A), (B, N)
-        q = self.critic_target(next_rep, next_act).min(0).values  # (n, B, N) -> (B, N)
+        next_act, next_log_prob = self.actor.sample_n(next_obs, self.n_actions)  # (B, N, A), (B, N)
+        q = self.critic_target(next_obs.unsqueeze(1), next_act).min(0).values  # (n, B, N) -> (B, N)
         value, idx = q.max(-1)  # (B, N) -> (B,)
         if self.backup_entropy:
             value = value - self.alpha * next_log_prob.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
@@ -49,13 +47,13 @@ class CQL(SAC):
         target = td_target(batch.rew, batch.terminal, self.target_value(batch.next_obs), self.gamma)
         B, n = batch.obs.shape[0], self.n_actions
         with torch.no_grad():
-            both = torch.stack([batch.obs, batch.next_obs], 1).unsqueeze(2).expand(-1, -1, n, -1)  # (B, 2, N, O)
-            pi_act, pi_log_prob = self.actor(both)  # (B, 2, N, A), (B, 2, N)
+            both = torch.stack([batch.obs, batch.next_obs], 1)  # (B, 2, O)
+            pi_act, pi_log_prob = self.actor.sample_n(both, n)  # (B, 2, N, A), (B, 2, N)
             rand_act = torch.rand(B, n, self.act_dim, device=batch.obs.device) * 2 - 1  # (B, N, A)
-        # Q(s, ·) at the data action and all 3N sampled actions in one pass: (B, 1 + 3N, A)
+        # Q(s, ·) at the data action and all 3N sampled actions in one pass: (B, 1 + 3N, A);
+        # s enters once per state and broadcasts over the 1 + 3N actions
         actions = torch.cat([batch.act.unsqueeze(1), rand_act, pi_act.flatten(1, 2)], 1)
-        obs_rep = batch.obs.unsqueeze(1).expand(-1, actions.shape[1], -1)  # (B, O) -> (B, 1 + 3N, O)
-        q_all = self.critic(obs_rep, actions)  # (n_critics, B, 1 + 3N)
+        q_all = self.critic(batch.obs.unsqueeze(1), actions)  # (n_critics, B, 1 + 3N)
         q_data = q_all[..., 0]
         q_rand, q_pi, q_next_pi = q_all[..., 1:].split(n, -1)  # 3 × (n_critics, B, N)
         ood = cql_logsumexp(q_rand, q_pi, q_next_pi, pi_log_prob[:, 0], pi_log_prob[:, 1],

@@ -1,0 +1,89 @@
+"""Speed options keep the maths: compiled and bf16 updates agree with eager fp32 ones on CPU, the
+CUDA-graph option asks for a GPU, and the allocator setting stops per-step page faults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from rlrun.accel import accelerate
+from rlrun.algos.base import Batch
+from rlrun.build import make_algo
+from rlrun.data.online import Spaces
+from rlrun.errors import UserError
+
+from conftest import make_cfg
+
+SPACES = Spaces(obs_dim=6, act_dim=2, discrete=False)
+
+
+def cql_and_batch(seed: int = 0):
+    torch.manual_seed(seed)
+    algo = make_algo(make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]"), SPACES,
+                     torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    batch = Batch(torch.randn(64, 6, generator=g), torch.rand(64, 2, generator=g) * 2 - 1,
+                  torch.randn(64, generator=g), torch.randn(64, 6, generator=g), torch.zeros(64))
+    return algo, batch
+
+
+def run_updates(update, batch, n: int = 3) -> list[dict]:
+    out = []
+    for i in range(n):
+        torch.manual_seed(100 + i)
+        out.append({k: v.detach().float().clone() for k, v in update(batch).items()})
+    return out
+
+
+@pytest.mark.parametrize("amp,compile,tol", [(False, True, 1e-4), (True, False, 0.1)], ids=["compile", "bf16"])
+def test_accelerated_update_matches_eager_fp32(amp, compile, tol):
+    import torch._inductor.config
+
+    eager_algo, batch = cql_and_batch()
+    eager = run_updates(eager_algo.update, batch)
+    algo, _ = cql_and_batch()
+    with torch._inductor.config.patch(fallback_random=True):  # compiled code draws eager's random numbers
+        fast = run_updates(accelerate(algo.update, torch.device("cpu"), amp, compile, False), batch)
+    for ref, got in zip(eager, fast):
+        for key in ("train/critic_loss", "train/actor_loss", "train/q_mean", "train/cql_diff"):
+            assert torch.isfinite(got[key])
+            torch.testing.assert_close(got[key], ref[key], rtol=tol, atol=tol, msg=key)
+    if not amp:  # the compiled update moved the weights exactly as eager did
+        for p, q in zip(eager_algo.critic.parameters(), algo.critic.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_cuda_graphs_without_a_gpu_is_a_user_error():
+    algo, _ = cql_and_batch()
+    with pytest.raises(UserError, match="needs a CUDA device"):
+        accelerate(algo.update, torch.device("cpu"), False, False, True)
+
+
+def test_keep_freed_memory_cuts_page_faults_of_door_size_cql_updates():
+    script = textwrap.dedent("""
+        import resource, sys, torch
+        from rlrun.accel import keep_freed_memory
+        from rlrun.algos.base import Batch
+        from rlrun.algos.cql import CQL
+        from rlrun.nets import MLPSpec
+        if sys.argv[1] == "keep":
+            assert keep_freed_memory()
+        torch.manual_seed(0)
+        algo = CQL(39, 28, MLPSpec([256, 256, 256]), torch.device("cpu"), n_actions=10)
+        batch = Batch(torch.randn(256, 39), torch.rand(256, 28) * 2 - 1, torch.randn(256),
+                      torch.randn(256, 39), torch.zeros(256))
+        for _ in range(3):
+            algo.update(batch)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(8):
+            algo.update(batch)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    """)
+    faults = {mode: int(subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
+                                       check=True).stdout.split()[-1]) for mode in ("default", "keep")}
+    assert faults["default"] > 8 * 4000, faults  # glibc unmaps and re-faults MiBs of temporaries per update
+    assert faults["keep"] < faults["default"] / 3, faults
