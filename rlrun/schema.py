@@ -107,8 +107,9 @@ class TrainerConfig:
 
 
 @dataclass
-class SACConfig:
-    _target_: str = "rlrun.algos.sac.SAC"
+class SoftActorCriticSettings:
+    """Settings of the SAC family (SAC, CQL, soft option-critic)."""
+
     obs_dim: int = MISSING
     """Observation size (set at run time)."""
     act_dim: int = MISSING
@@ -131,6 +132,11 @@ class SACConfig:
     """Entropy target (None: -act_dim)."""
     num_critics: int = 2
     """Critics in the ensemble (min over them for targets)."""
+
+
+@dataclass
+class SACConfig(SoftActorCriticSettings):
+    _target_: str = "rlrun.algos.sac.SAC"
     backup_entropy: bool = True
     """Subtract alpha * log pi(a'|s') in the TD target."""
 
@@ -200,34 +206,14 @@ class OptionCriticConfig:
 
 
 @dataclass
-class SoftOptionCriticConfig:
+class SoftOptionCriticConfig(SoftActorCriticSettings):
+    """Box actions only; actor_lr is the intra-option policies' rate, the critics are Q_U(s, option, a)."""
+
     _target_: str = "rlrun.algos.soft_option_critic.SoftOptionCritic"
-    obs_dim: int = MISSING
-    """Observation size (set at run time)."""
-    act_dim: int = MISSING
-    """Action size (set at run time); Box actions only."""
     n_options: int = 2
     """Number of options."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak rate of the target critics."""
-    critic_lr: float = 3e-4
-    """Learning rate of the Q_U(s, option, a) critics."""
-    actor_lr: float = 3e-4
-    """Learning rate of the intra-option policies."""
     termination_lr: float = 3e-4
     """Learning rate of the termination functions."""
-    alpha_lr: float = 3e-4
-    """Learning rate of the entropy temperature."""
-    init_alpha: float = 1.0
-    """Initial entropy temperature (the intra-option policies' entropy weight)."""
-    autotune_alpha: bool = True
-    """Tune the temperature towards target_entropy."""
-    target_entropy: Optional[float] = None
-    """Entropy target of every intra-option policy; None means -act_dim."""
-    num_critics: int = 2
-    """Q_U networks in the ensemble (min over them)."""
     termination_reg: float = 0.01
     """Termination regularizer xi added to the advantage (larger: longer options)."""
     epsilon_start: float = 1.0
