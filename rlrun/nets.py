@@ -94,14 +94,20 @@ class CriticEnsemble(nn.Module):
         The first layer W [s; a] + b is computed as (W_s s + b) + W_a a, so an observation shared
         by many actions (obs (B, 1, O), act (B, N, A)) goes through W_s once, not N times.
         """
-        batch_shape = torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1])
+        if obs.shape[:-1] == act.shape[:-1]:  # one row per action: one matmul on [s; a]
+            x = torch.cat([obs, act], -1).reshape(1, -1, obs.shape[-1] + act.shape[-1])  # (*B, O+A) -> (1, B', O+A)
+            return self._from_hidden(self.hidden[0](x.expand(self.n, -1, -1)), obs.shape[:-1])
         first = self.hidden[0]
         w_obs, w_act = first.weight.split([obs.shape[-1], act.shape[-1]], 1)  # (n, O + A, H) -> (n, O, H), (n, A, H)
         h_obs = torch.baddbmm(first.bias, _rows(obs, self.n), w_obs)  # (n, S', H)
         h_act = torch.bmm(_rows(act, self.n), w_act)  # (n, B', H)
         width = h_obs.shape[-1]
         x = h_obs.view(self.n, *obs.shape[:-1], width) + h_act.view(self.n, *act.shape[:-1], width)  # (n, *B, H)
-        x = self.act(self.norms[0](x.reshape(self.n, -1, width)))  # (n, *B, H) -> (n, B', H)
+        return self._from_hidden(x.reshape(self.n, -1, width), x.shape[1:-1])  # (n, *B, H) -> (n, B', H)
+
+    def _from_hidden(self, x: Tensor, batch_shape: torch.Size) -> Tensor:
+        """First layer's pre-activation (n, B', H) -> Q values (n, *B)."""
+        x = self.act(self.norms[0](x))
         for layer, norm in zip(self.hidden[1:], self.norms[1:]):
             x = self.act(norm(layer(x)))
         return self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)

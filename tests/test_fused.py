@@ -68,3 +68,20 @@ def test_fused_and_plain_cql_losses_and_gradients_agree():
     assert torch.allclose(fused, plain, atol=1e-5, rtol=1e-5), (fused.item(), plain.item())
     for g_fused, g_plain in zip(fused_grads, plain_grads):
         assert torch.allclose(g_fused, g_plain, atol=1e-5, rtol=1e-4)
+
+
+def test_critic_with_a_shared_observation_equals_the_repeated_one():
+    """critic(s (B, 1, O), a (B, N, A)) — s through the first layer once — equals critic on s repeated N times."""
+    torch.manual_seed(0)
+    from rlrun.nets import CriticEnsemble, MLPSpec
+
+    critic = CriticEnsemble(7, 3, MLPSpec([16, 16], layer_norm=True), n=2)
+    obs, act = torch.randn(5, 1, 7), torch.rand(5, 4, 3) * 2 - 1
+    shared = critic(obs, act)
+    repeated = critic(obs.expand(-1, 4, -1), act)
+    assert shared.shape == repeated.shape == (2, 5, 4)
+    torch.testing.assert_close(shared, repeated, rtol=1e-6, atol=1e-6)
+    g_shared = torch.autograd.grad(shared.sum(), list(critic.parameters()))
+    g_repeated = torch.autograd.grad(repeated.sum(), list(critic.parameters()))
+    for a, b in zip(g_shared, g_repeated):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
