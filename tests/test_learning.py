@@ -32,3 +32,13 @@ def test_option_critic_learns_cartpole(tmp_path):
     assert max(returns) > 200, returns
     usage = [acc.Scalars(f"train/option_usage/{k}")[-1].value for k in range(2)]
     assert abs(sum(usage) - 1.0) < 1e-3, usage
+
+
+def test_soft_option_critic_learns_pendulum(tmp_path):
+    """Box-action options: 4k steps of the soft option-critic on Pendulum-v1 reach about -150 (random
+    play about -1200 to -1500), as SAC does; 20k steps reach -110 (bench/RESULTS.md)."""
+    torch.set_num_threads(2)
+    cfg = make_cfg("algo=soft_option_critic", "env=pendulum", "trainer.total_steps=4000", "trainer.eval_every=4000",
+                   "trainer.eval_episodes=5", "trainer.checkpoint_every=4000", "trainer.progress=false", "seed=0")
+    final_return = run(cfg, tmp_path)
+    assert final_return > -400, final_return
