@@ -85,8 +85,9 @@ class SoftOptionCritic(OptionCritic):
         q = self.critic_target(self.with_options(next_obs), act).min(0).values  # (n, B, K) -> (B, K)
         return q - self.alpha * log_prob
 
-    def losses(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """Critic, intra-option policy, termination losses and log π of the fresh actions (B,)."""
+    def losses(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Critic, intra-option policy and termination losses, log π of the fresh actions (B,) and
+        β of every option at s' (B, K)."""
         q_next = self.soft_option_values(batch.next_obs)  # (B, K)
         beta_all = self.beta(batch.next_obs)  # (B, K)
         beta_next = pick(beta_all, batch.option)
@@ -103,18 +104,17 @@ class SoftOptionCritic(OptionCritic):
         policy = sac_actor_loss(self.alpha, log_prob, q_pi)
         metrics = {"train/q_mean": q.detach().mean(), "train/termination_loss": term.detach(),
                    "train/policy_loss": policy.detach(), "train/advantage": advantage_next.mean()}
-        self.beta_last = beta_all.detach().mean(0)
-        return critic_mse(q, target), policy, term, log_prob, metrics
+        return critic_mse(q, target), policy, term, log_prob, beta_all.detach(), metrics
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         self.updates += 1
-        critic_loss, policy_loss, term_loss, log_prob, metrics = self.losses(batch)
+        critic_loss, policy_loss, term_loss, log_prob, beta_all, metrics = self.losses(batch)
         optimizer_step(self.actor_opt, policy_loss + term_loss)  # also fills critic grads; critic_opt clears them
         if self.autotune_alpha:
             optimizer_step(self.alpha_opt, temperature_loss(self.log_alpha, log_prob, self.target_entropy))
         optimizer_step(self.critic_opt, critic_loss)
         soft_update(*self._target_pairs, self.tau)
-        self.critic_loss_last = critic_loss.detach()
+        self.critic_loss_last, self.beta_last = critic_loss.detach(), beta_all.mean(0)
         return metrics | self.option_stats() | {
             "train/critic_loss": self.critic_loss_last, "train/alpha": self.alpha,
             "train/entropy": -log_prob.detach().mean(), "train/epsilon": torch.tensor(self.epsilon)}
