@@ -141,9 +141,7 @@ class TanhGaussianActor(nn.Module):
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         """log π(act|obs) of given actions in [-1, 1] (behaviour cloning)."""
-        mean, log_std = self._dist(obs)
-        u = torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6))
-        return tanh_gaussian_log_prob(u, mean, log_std)
+        return tanh_gaussian_log_prob_of(act, *self._dist(obs))
 
 
 def squash_log_std(raw: Tensor) -> Tensor:
@@ -169,14 +167,27 @@ class OptionPolicies(nn.Module):
         index = option.reshape(-1, 1, 1).expand(-1, 1, self.head_size)
         return out.gather(1, index).squeeze(1)  # (B, K, H) -> (B, H): option ω's head
 
+    @staticmethod
+    def _gaussian(head: Tensor) -> tuple[Tensor, Tensor]:
+        """A Box head (..., 2A) -> the pre-tanh Gaussian's mean and log σ, (..., A) each."""
+        mean, log_std = head.chunk(2, -1)
+        return mean, squash_log_std(log_std)
+
     def sample(self, obs: Tensor, option: Tensor, deterministic: bool) -> Tensor:
         """An action of option `option` (B,) at obs (B, O): (B,) indices or (B, A) in [-1, 1]."""
         head = self._head(obs, option)
         if self.discrete:
             return head.argmax(-1) if deterministic else torch.distributions.Categorical(logits=head).sample()
-        mean, log_std = head.chunk(2, -1)
-        u = mean if deterministic else mean + squash_log_std(log_std).exp() * torch.randn_like(mean)
+        mean, log_std = self._gaussian(head)
+        u = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
         return torch.tanh(u)
+
+    def rsample(self, obs: Tensor, option: Tensor) -> tuple[Tensor, Tensor]:
+        """Option `option`'s reparameterized action at obs and its log-probability (Box actions only).
+
+        (B, O), (B,) -> (B, A), (B,).
+        """
+        return tanh_gaussian_sample(*self._gaussian(self._head(obs, option)), False)
 
     def rsample_all(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
         """Every option's reparameterized action and its log-probability (Box actions only).
@@ -184,8 +195,7 @@ class OptionPolicies(nn.Module):
         (*B, O) -> (*B, K, A), (*B, K).
         """
         out = self.net(obs).unflatten(-1, (self.n_options, self.head_size))  # (*B, K*H) -> (*B, K, H)
-        mean, log_std = out.chunk(2, -1)
-        return tanh_gaussian_sample(mean, squash_log_std(log_std), deterministic)
+        return tanh_gaussian_sample(*self._gaussian(out), deterministic)
 
     def log_prob_entropy(self, obs: Tensor, option: Tensor, act: Tensor) -> tuple[Tensor, Tensor]:
         """log π_ω(act|obs) and the policy's entropy (the pre-tanh Gaussian's when continuous), both (B,)."""
@@ -193,17 +203,20 @@ class OptionPolicies(nn.Module):
         if self.discrete:
             log_p = F.log_softmax(head, -1)  # (B, A)
             return log_p.gather(1, act.long().unsqueeze(1)).squeeze(1), -(log_p.exp() * log_p).sum(-1)
-        mean, log_std = head.chunk(2, -1)
-        log_std = squash_log_std(log_std)
-        u = torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6))
+        mean, log_std = self._gaussian(head)
         entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
-        return tanh_gaussian_log_prob(u, mean, log_std), entropy
+        return tanh_gaussian_log_prob_of(act, mean, log_std), entropy
 
 
 def tanh_gaussian_sample(mean: Tensor, log_std: Tensor, deterministic: bool) -> tuple[Tensor, Tensor]:
     """a = tanh(u), u ~ N(mean, exp(log_std)) reparameterized (u = mean when deterministic), and log π(a)."""
     u = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
     return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
+
+
+def tanh_gaussian_log_prob_of(act: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log π of given actions in [-1, 1] (stored or demonstrated ones), summed over the action dim."""
+    return tanh_gaussian_log_prob(torch.atanh(act.clamp(-1 + 1e-6, 1 - 1e-6)), mean, log_std)
 
 
 def tanh_gaussian_log_prob(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:

@@ -77,10 +77,20 @@ class SAC:
     def update(self, batch: Batch) -> dict[str, Tensor]:
         actor_loss, log_prob = self.actor_loss(batch)
         critic_loss, metrics = self.critic_loss(batch)
-        optimizer_step(self.actor_opt, actor_loss)  # also fills critic grads; critic_opt clears them
-        if self.autotune_alpha:
-            optimizer_step(self.alpha_opt, temperature_loss(self.log_alpha, log_prob, self.target_entropy))
-        optimizer_step(self.critic_opt, critic_loss)
-        soft_update(*self._soft_pairs, self.tau)
+        soft_actor_critic_step(self, actor_loss, log_prob, critic_loss)
         return {**metrics, "train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach(),
                 "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean()}
+
+
+def soft_actor_critic_step(algo: Any, actor_loss: Tensor, log_prob: Tensor, critic_loss: Tensor) -> None:
+    """The SAC family's optimizer steps, in order: actor (its backward also fills critic grads,
+    which the critic step clears), temperature (when tuned), critics, then the Polyak targets.
+
+    `algo` holds actor_opt, alpha_opt, log_alpha, autotune_alpha, target_entropy, critic_opt,
+    _soft_pairs (target and online critic parameters) and tau, as SAC and SoftOptionCritic do.
+    """
+    optimizer_step(algo.actor_opt, actor_loss)
+    if algo.autotune_alpha:
+        optimizer_step(algo.alpha_opt, temperature_loss(algo.log_alpha, log_prob, algo.target_entropy))
+    optimizer_step(algo.critic_opt, critic_loss)
+    soft_update(*algo._soft_pairs, algo.tau)

@@ -25,10 +25,10 @@ import math
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, optimizer_step
+from rlrun.algos.base import Batch
 from rlrun.algos.option_critic import OptionCritic, pick
-from rlrun.losses import (critic_mse, epsilon_greedy_value, option_target, sac_actor_loss, soft_update,
-                          temperature_loss, termination_loss)
+from rlrun.algos.sac import soft_actor_critic_step
+from rlrun.losses import critic_mse, epsilon_greedy_value, option_target, sac_actor_loss, termination_loss
 from rlrun.nets import CriticEnsemble, MLPSpec
 
 
@@ -57,7 +57,7 @@ class SoftOptionCritic(OptionCritic):
         self.critic = CriticEnsemble(obs_dim + self.n_options, act_dim, network, self.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr)
-        self._target_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
+        self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
 
     @property
     def alpha(self) -> Tensor:
@@ -96,10 +96,7 @@ class SoftOptionCritic(OptionCritic):
         q = self.critic(obs_option, batch.act)  # (n, B)
         advantage_next = pick(q_next, batch.option) - epsilon_greedy_value(q_next, self.epsilon)
         term = termination_loss(beta_next, advantage_next, self.xi, batch.terminal)
-        act_all, log_prob_all = self.policies.rsample_all(batch.obs)  # (B, K, A), (B, K)
-        index = batch.option.view(-1, 1, 1).expand(-1, 1, act_all.shape[-1])
-        act = act_all.gather(1, index).squeeze(1)  # (B, K, A) -> (B, A): the running option's action
-        log_prob = pick(log_prob_all, batch.option)
+        act, log_prob = self.policies.rsample(batch.obs, batch.option)  # (B, A), (B,): the running option's
         q_pi = self.critic(obs_option, act).min(0).values  # (n, B) -> (B,)
         policy = sac_actor_loss(self.alpha, log_prob, q_pi)
         metrics = {"train/q_mean": q.detach().mean(), "train/termination_loss": term.detach(),
@@ -109,11 +106,7 @@ class SoftOptionCritic(OptionCritic):
     def update(self, batch: Batch) -> dict[str, Tensor]:
         self.updates += 1
         critic_loss, policy_loss, term_loss, log_prob, beta_all, metrics = self.losses(batch)
-        optimizer_step(self.actor_opt, policy_loss + term_loss)  # also fills critic grads; critic_opt clears them
-        if self.autotune_alpha:
-            optimizer_step(self.alpha_opt, temperature_loss(self.log_alpha, log_prob, self.target_entropy))
-        optimizer_step(self.critic_opt, critic_loss)
-        soft_update(*self._target_pairs, self.tau)
+        soft_actor_critic_step(self, policy_loss + term_loss, log_prob, critic_loss)
         self.critic_loss_last, self.beta_last = critic_loss.detach(), beta_all.mean(0)
         return metrics | self.option_stats() | {
             "train/critic_loss": self.critic_loss_last, "train/alpha": self.alpha,
