@@ -113,6 +113,12 @@ class CriticEnsemble(nn.Module):
         return self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)
 
 
+def frozen(module: nn.Module, *args: Tensor) -> Tensor:
+    """module(*args) with its parameters detached: gradients reach the inputs, never the module."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, args)
+
+
 def _rows(x: Tensor, n: int) -> Tensor:
     """(*B, D) -> (n, B', D): the same rows for every ensemble member (a view)."""
     return x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)

@@ -11,6 +11,7 @@ from rlrun import checkpoint
 from rlrun.algos.base import Batch
 from rlrun.build import make_algo
 from rlrun.data.online import Spaces
+from rlrun.losses import soft_update, temperature_loss
 
 from conftest import make_cfg
 
@@ -146,13 +147,58 @@ def test_cql_bc_warmup_uses_dataset_actions():
     algo = make_algo(make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]", "algo.bc_steps=10"),
                      CONTINUOUS, torch.device("cpu"))
     batch = random_batch(CONTINUOUS)
-    loss, _ = algo.actor_loss(batch)
+
+    def loss_change_when_the_critic_moves() -> float:
+        torch.manual_seed(1)
+        before, _ = algo.actor_loss(batch)
+        with torch.no_grad():
+            algo.critic.head.bias.add_(1.0)
+        torch.manual_seed(1)
+        after, _ = algo.actor_loss(batch)
+        return (after - before).item()
+
+    assert loss_change_when_the_critic_moves() == 0.0
+    algo.updates += 10
+    assert loss_change_when_the_critic_moves() == pytest.approx(-1.0, abs=1e-5)  # −min_i Q_i moved by −1
+
+
+@pytest.mark.parametrize("name", ["sac", "soft_option_critic"])
+def test_actor_loss_reaches_the_actor_through_frozen_critics(name):
+    """The SAC family's single backward relies on it: the actor loss moves no critic parameter."""
+    algo = build(name, CONTINUOUS)
+    batch = random_batch(CONTINUOUS)
+    if name == "sac":
+        loss, _ = algo.actor_loss(batch)
+        actor = algo.actor
+    else:
+        _, loss, _, _, _, _ = algo.losses(batch)
+        actor = algo.policies
     loss.backward()
     assert all(p.grad is None for p in algo.critic.parameters())
-    algo.updates += 10
-    loss, _ = algo.actor_loss(batch)
-    loss.backward()
-    assert any(p.grad is not None for p in algo.critic.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
+
+
+def test_single_backward_update_equals_one_backward_per_optimizer():
+    """SAC's joint step gives the weights that actor, temperature and critic steps taken one by one
+    (each with its own backward, on losses computed before any step) give."""
+    ref, joint = build("cql", CONTINUOUS), build("cql", CONTINUOUS)
+    batch = random_batch(CONTINUOUS)
+    torch.manual_seed(5)
+    joint.update(batch)
+    torch.manual_seed(5)
+    actor_loss, log_prob = ref.actor_loss(batch)
+    critic_loss, _ = ref.critic_loss(batch)
+    for opt, loss in [(ref.actor_opt, actor_loss), (ref.critic_opt, critic_loss),
+                      (ref.alpha_opt, temperature_loss(ref.log_alpha, log_prob, ref.target_entropy))]:
+        opt.zero_grad()
+        loss.backward(retain_graph=True)
+        opt.step()
+    soft_update(*ref._soft_pairs, ref.tau)
+    want, got = checkpoint.collect(ref), checkpoint.collect(joint)
+    for module in ("actor", "critic", "critic_target"):
+        for key in want[module]:
+            torch.testing.assert_close(got[module][key], want[module][key], rtol=0, atol=1e-6, msg=key)
+    torch.testing.assert_close(joint.log_alpha, ref.log_alpha)
 
 
 # --- option-critic ---------------------------------------------------------------------------

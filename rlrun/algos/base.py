@@ -1,4 +1,4 @@
-"""What every algorithm offers the trainer, and the one helper their update() methods share.
+"""What every algorithm offers the trainer, and the optimizer-step helpers their update() methods share.
 
 An algorithm knows nothing of Hydra, environments or files: tensors in, tensors out. Its
 nn.Modules, optimizers and tensors are attributes, which `rlrun.checkpoint` collects by walking
@@ -42,6 +42,19 @@ class Algorithm(Protocol):
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
     """zero_grad → backward → step for one loss and its optimizer."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    joint_step((optimizer, loss))
+
+
+def joint_step(*steps: tuple[torch.optim.Optimizer, Tensor]) -> None:
+    """zero_grad → one backward of the summed losses → every optimizer steps.
+
+    Each loss must reach only its own optimizer's parameters (detach or `frozen` everything else);
+    then the gradients equal those of one backward per loss. One backward over one graph is what
+    torch.compile needs: a second backward through a compiled forward finds its saved tensors freed.
+    """
+    for optimizer, _ in steps:
+        optimizer.zero_grad(set_to_none=True)
+    losses = [loss for _, loss in steps]
+    sum(losses[1:], losses[0]).backward()
+    for optimizer, _ in steps:
+        optimizer.step()

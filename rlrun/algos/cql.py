@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, optimizer_step
+from rlrun.algos.base import Batch
 from rlrun.algos.sac import SAC
 from rlrun.losses import cql_difference, cql_logsumexp, critic_mse, lagrange_terms, td_target
 
@@ -76,9 +76,11 @@ class CQL(SAC):
         action, log_prob = self.actor(batch.obs)
         return (self.alpha * log_prob - self.actor.log_prob(batch.obs, batch.act)).mean(), log_prob
 
+    def auxiliary_steps(self, metrics: dict[str, Tensor]) -> list[tuple[torch.optim.Optimizer, Tensor]]:
+        """The Lagrange multiplier's step (its loss sees the CQL gap detached)."""
+        return [(self.alpha_prime_opt, metrics.pop("train/alpha_prime_loss"))] if self.lagrange else []
+
     def update(self, batch: Batch) -> dict[str, Tensor]:
         metrics = super().update(batch)
-        if self.lagrange:
-            optimizer_step(self.alpha_prime_opt, metrics.pop("train/alpha_prime_loss"))
         self.updates += 1
         return metrics

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, optimizer_step
+from rlrun.algos.base import Batch, joint_step
 from rlrun.losses import critic_mse, sac_actor_loss, soft_update, td_target, temperature_loss
-from rlrun.nets import CriticEnsemble, MLPSpec, ObsNormalizer, TanhGaussianActor
+from rlrun.nets import CriticEnsemble, MLPSpec, ObsNormalizer, TanhGaussianActor, frozen
 
 
 class SAC:
@@ -71,26 +71,33 @@ class SAC:
     def actor_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """The actor's loss and log π of its fresh actions (B,)."""
         action, log_prob = self.actor(batch.obs)
-        q_pi = self.critic(batch.obs, action).min(0).values  # (n, B) -> (B,)
+        q_pi = frozen(self.critic, batch.obs, action).min(0).values  # (n, B) -> (B,)
         return sac_actor_loss(self.alpha, log_prob, q_pi), log_prob
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         actor_loss, log_prob = self.actor_loss(batch)
         critic_loss, metrics = self.critic_loss(batch)
-        soft_actor_critic_step(self, actor_loss, log_prob, critic_loss)
+        soft_actor_critic_step(self, actor_loss, log_prob, critic_loss, *self.auxiliary_steps(metrics))
         return {**metrics, "train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach(),
                 "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean()}
 
 
-def soft_actor_critic_step(algo: Any, actor_loss: Tensor, log_prob: Tensor, critic_loss: Tensor) -> None:
-    """The SAC family's optimizer steps, in order: actor (its backward also fills critic grads,
-    which the critic step clears), temperature (when tuned), critics, then the Polyak targets.
+    def auxiliary_steps(self, metrics: dict[str, Tensor]) -> list[tuple[torch.optim.Optimizer, Tensor]]:
+        """Further (optimizer, loss) pairs of a subclass's update, taken from the critic's metrics."""
+        return []
+
+
+def soft_actor_critic_step(algo: Any, actor_loss: Tensor, log_prob: Tensor, critic_loss: Tensor,
+                           *auxiliary: tuple[torch.optim.Optimizer, Tensor]) -> None:
+    """The SAC family's update from losses at the current parameters: one backward for the actor,
+    temperature (when tuned), critic and `auxiliary` losses, every optimizer steps, then the
+    Polyak targets follow. The actor loss sees the critics `frozen`, so the gradients are disjoint.
 
     `algo` holds actor_opt, alpha_opt, log_alpha, autotune_alpha, target_entropy, critic_opt,
     _soft_pairs (target and online critic parameters) and tau, as SAC and SoftOptionCritic do.
     """
-    optimizer_step(algo.actor_opt, actor_loss)
+    steps = [(algo.actor_opt, actor_loss), (algo.critic_opt, critic_loss), *auxiliary]
     if algo.autotune_alpha:
-        optimizer_step(algo.alpha_opt, temperature_loss(algo.log_alpha, log_prob, algo.target_entropy))
-    optimizer_step(algo.critic_opt, critic_loss)
+        steps.append((algo.alpha_opt, temperature_loss(algo.log_alpha, log_prob, algo.target_entropy)))
+    joint_step(*steps)
     soft_update(*algo._soft_pairs, algo.tau)

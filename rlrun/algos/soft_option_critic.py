@@ -29,7 +29,7 @@ from rlrun.algos.base import Batch
 from rlrun.algos.option_critic import OptionCritic, pick
 from rlrun.algos.sac import soft_actor_critic_step
 from rlrun.losses import critic_mse, epsilon_greedy_value, option_target, sac_actor_loss, termination_loss
-from rlrun.nets import CriticEnsemble, MLPSpec
+from rlrun.nets import CriticEnsemble, MLPSpec, frozen
 
 
 class SoftOptionCritic(OptionCritic):
@@ -97,7 +97,7 @@ class SoftOptionCritic(OptionCritic):
         advantage_next = pick(q_next, batch.option) - epsilon_greedy_value(q_next, self.epsilon)
         term = termination_loss(beta_next, advantage_next, self.xi, batch.terminal)
         act, log_prob = self.policies.rsample(batch.obs, batch.option)  # (B, A), (B,): the running option's
-        q_pi = self.critic(obs_option, act).min(0).values  # (n, B) -> (B,)
+        q_pi = frozen(self.critic, obs_option, act).min(0).values  # (n, B) -> (B,)
         policy = sac_actor_loss(self.alpha, log_prob, q_pi)
         metrics = {"train/q_mean": q.detach().mean(), "train/termination_loss": term.detach(),
                    "train/policy_loss": policy.detach(), "train/advantage": advantage_next.mean()}
