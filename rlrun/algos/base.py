@@ -40,6 +40,12 @@ class Algorithm(Protocol):
         transition as a batch of one); returns `train/...` scalars as tensors (no host sync)."""
 
 
+def adam(params: Any, **kwargs: Any) -> torch.optim.Adam:
+    """Adam with PyTorch's fused kernel: one op per step for all parameters, on CPU and CUDA
+    (on CPU the default per-tensor loop costs ≈ 10% of a small network's update)."""
+    return torch.optim.Adam(params, fused=True, **kwargs)
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
     """zero_grad → backward → step for one loss and its optimizer."""
     joint_step((optimizer, loss))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch
+from rlrun.algos.base import Batch, adam
 from rlrun.algos.sac import SAC
 from rlrun.losses import cql_difference, cql_logsumexp, critic_mse, lagrange_terms, td_target
 
@@ -29,7 +29,7 @@ class CQL(SAC):
         self.max_target_backup, self.bc_steps = max_target_backup, bc_steps
         self.clip_diff = (clip_diff_min, clip_diff_max)
         self.log_alpha_prime = torch.zeros((), device=self.log_alpha.device, requires_grad=True)
-        self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], lr=alpha_prime_lr)
+        self.alpha_prime_opt = adam([self.log_alpha_prime], lr=alpha_prime_lr)
         self.updates = torch.zeros((), dtype=torch.long)  # CPU counter: no device sync for bc_steps
 
     @torch.no_grad()

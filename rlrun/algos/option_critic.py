@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rlrun.algos.base import Batch, optimizer_step
+from rlrun.algos.base import Batch, adam, optimizer_step
 from rlrun.losses import (critic_mse, epsilon_greedy_value, intra_option_pg_loss, option_target,
                           termination_loss)
 from rlrun.nets import MLPSpec, OptionPolicies, mlp
@@ -49,8 +49,8 @@ class OptionCritic:
         self._build_critic(obs_dim, act_dim, network, device, critic_lr)
         self.termination = mlp(obs_dim, n_options, network).to(device)  # logits of β_ω(s)
         self.policies = OptionPolicies(obs_dim, act_dim, n_options, discrete, network).to(device)
-        self.actor_opt = torch.optim.Adam([{"params": self.policies.parameters(), "lr": actor_lr},
-                                           {"params": self.termination.parameters(), "lr": termination_lr}])
+        self.actor_opt = adam([{"params": self.policies.parameters(), "lr": actor_lr},
+                               {"params": self.termination.parameters(), "lr": termination_lr}])
         self.env_steps = torch.zeros((), dtype=torch.long)  # CPU counters: no device sync
         self.updates = torch.zeros((), dtype=torch.long)
         self.usage = torch.full((n_options,), 1.0 / n_options, device=device)  # EMA of option frequencies
@@ -63,7 +63,7 @@ class OptionCritic:
         """Q_Ω(s, ·) for all options, its target copy and its optimizer."""
         self.q = mlp(obs_dim, self.n_options, network).to(device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.critic_opt = torch.optim.Adam(self.q.parameters(), lr=critic_lr)
+        self.critic_opt = adam(self.q.parameters(), lr=critic_lr)
         self._target_pairs = (list(self.q_target.parameters()), list(self.q.parameters()))
 
     # --- acting ------------------------------------------------------------------------------

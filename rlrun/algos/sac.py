@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, joint_step
+from rlrun.algos.base import Batch, adam, joint_step
 from rlrun.losses import critic_mse, sac_actor_loss, soft_update, td_target, temperature_loss
 from rlrun.nets import CriticEnsemble, MLPSpec, ObsNormalizer, TanhGaussianActor, frozen
 
@@ -39,9 +39,9 @@ class SAC:
         self.critic = CriticEnsemble(obs_dim, act_dim, network, num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(init_alpha), device=device, requires_grad=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=alpha_lr)
+        self.actor_opt = adam(self.actor.parameters(), lr=actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=critic_lr)
+        self.alpha_opt = adam([self.log_alpha], lr=alpha_lr)
         self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
 
     def initial_state(self) -> Any:

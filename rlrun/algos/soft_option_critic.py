@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch
+from rlrun.algos.base import Batch, adam
 from rlrun.algos.option_critic import OptionCritic, pick
 from rlrun.algos.sac import soft_actor_critic_step
 from rlrun.losses import critic_mse, epsilon_greedy_value, option_target, sac_actor_loss, termination_loss
@@ -48,7 +48,7 @@ class SoftOptionCritic(OptionCritic):
                          critic_every=1, target_every=1, stats_rate=stats_rate)
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
         self.log_alpha = torch.tensor(math.log(init_alpha), device=device, requires_grad=True)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=alpha_lr)
+        self.alpha_opt = adam([self.log_alpha], lr=alpha_lr)
         self.eye = torch.eye(n_options, device=device)
 
     def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device,
@@ -56,7 +56,7 @@ class SoftOptionCritic(OptionCritic):
         """Q_U(s, ω, a) ensemble (ω enters as a one-hot beside s), its Polyak target and optimizer."""
         self.critic = CriticEnsemble(obs_dim + self.n_options, act_dim, network, self.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=critic_lr)
         self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
 
     @property
