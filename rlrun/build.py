@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 from rlrun import checkpoint, video
 from rlrun.accel import accelerate, keep_freed_memory
@@ -23,6 +24,7 @@ from rlrun.data.online import EnvSource, Spaces
 from rlrun.envs import make_env
 from rlrun.errors import UserError
 from rlrun.logger import Logger, flatten
+from rlrun.schema import with_current_schema
 from rlrun.trainer import Schedule, Trainer
 from rlrun.viz import termination_figure
 
@@ -123,9 +125,17 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
         cfg.resume = str(run_dir)
     state, path = found
     log.info("resuming from %s at step %d", path, state["step"])
-    saved = OmegaConf.create(state["config"])
+    try:
+        saved = with_current_schema(state["config"])
+    except ValueError as e:
+        raise UserError(f"the config saved in {path} does not fit this rlrun version ({e}); resume it with "
+                        f"the rlrun version that wrote it.") from None
     extra = [o for o in overrides if o.startswith("trainer.")]
-    merged = OmegaConf.merge(saved, OmegaConf.from_dotlist(extra))
+    try:
+        merged = OmegaConf.merge(saved, OmegaConf.from_dotlist(extra))
+    except (ConfigKeyError, ValidationError) as e:
+        raise UserError(f"bad override on resume: {e.full_key}: {str(e).splitlines()[0]}; only trainer.* settings "
+                        f"of their declared types can change.") from None
     merged.resume = cfg.resume
     return merged, state
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 
 @dataclass
@@ -246,6 +247,27 @@ class Config:
     """A run directory to continue from its newest good checkpoint."""
     dry_run: bool = False
     """Build data, networks and device, print a summary, and stop before training."""
+
+
+ALGO_SCHEMAS = (SACConfig, CQLConfig, OptionCriticConfig, SoftOptionCriticConfig)
+
+
+def with_current_schema(saved: dict[str, Any]) -> DictConfig:
+    """A checkpoint's resolved config under this version's schema, so an older run resumes:
+    settings added since it was written take their defaults. A setting this version does not
+    declare, or a value of the wrong type, raises ValueError naming it."""
+    base = OmegaConf.structured(Config)
+    algos = {schema._target_: schema for schema in ALGO_SCHEMAS}
+    algo = algos.get(saved.get("algo", {}).get("_target_"))
+    if algo is not None:  # an algorithm from elsewhere keeps its saved settings as they are
+        base.algo = OmegaConf.structured(algo)
+    for key, schema in (("dataset", DatasetConfig), ("env", EnvConfig)):
+        if saved.get(key) is not None:
+            base[key] = OmegaConf.structured(schema)
+    try:
+        return OmegaConf.merge(base, saved)
+    except (ConfigKeyError, ValidationError) as e:
+        raise ValueError(f"{e.full_key}: {str(e).splitlines()[0]}") from None
 
 
 def register_configs() -> None:

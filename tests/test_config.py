@@ -137,3 +137,49 @@ def test_device_auto_falls_back_to_cpu_with_a_log_line(tmp_path):
         pytest.skip("a GPU is present")
     result = rlrun("algo=sac", "env=pendulum", "dry_run=true", cwd=tmp_path, timeout=60)
     assert result.returncode == 0 and "device=auto: using cpu" in result.stdout + result.stderr
+
+
+def saved_run(tmp_path: Path, edit) -> Path:
+    """A run directory whose checkpoint holds the resolved config of an online SAC run, edited."""
+    from omegaconf import OmegaConf
+
+    from rlrun import checkpoint
+
+    config = OmegaConf.to_container(make_cfg("algo=sac", "env=pendulum"), resolve=True)
+    edit(config)
+    checkpoint.save(tmp_path / "checkpoints", 5, {"config": config, "step": 5}, keep=1)
+    return tmp_path
+
+
+def test_resume_fills_settings_added_after_the_checkpoint_was_written(tmp_path):
+    """A run saved by an older rlrun (no device.keep_freed_memory, no algo.backup_entropy) resumes
+    with this version's defaults for them, and keeps what it saved."""
+    from rlrun.build import load_resume
+
+    def older(config):
+        del config["device"]["keep_freed_memory"], config["algo"]["backup_entropy"]
+        config["algo"]["tau"] = 0.01
+
+    run_dir = saved_run(tmp_path, older)
+    cfg, state = load_resume(make_cfg("algo=sac", "env=pendulum", f"resume={run_dir}"), run_dir,
+                             ["trainer.total_steps=77"])
+    assert state["step"] == 5
+    assert cfg.device.keep_freed_memory is True and cfg.algo.backup_entropy is True
+    assert cfg.algo.tau == 0.01 and cfg.trainer.total_steps == 77 and cfg.env.id == "Pendulum-v1"
+
+
+def test_resume_of_a_config_this_version_cannot_read_is_a_user_error(tmp_path):
+    from rlrun.build import load_resume
+
+    run_dir = saved_run(tmp_path, lambda config: config["algo"].update(old_setting=3))
+    with pytest.raises(UserError, match="does not fit this rlrun version .*old_setting"):
+        load_resume(make_cfg("algo=sac", "env=pendulum", f"resume={run_dir}"), run_dir, [])
+
+
+def test_resume_checks_the_type_of_its_trainer_overrides(tmp_path):
+    from rlrun.build import load_resume
+
+    run_dir = saved_run(tmp_path, lambda config: None)
+    with pytest.raises(UserError, match="bad override on resume: .*total_steps"):
+        load_resume(make_cfg("algo=sac", "env=pendulum", f"resume={run_dir}"), run_dir,
+                    ["trainer.total_steps=many"])
