@@ -74,7 +74,7 @@ def soft_update(target: list[Tensor], source: list[Tensor], tau: float) -> None:
 
 
 # --- option-critic --------------------------------------------------------------------------
-def epsilon_greedy_value(q: Tensor, epsilon: float) -> Tensor:
+def epsilon_greedy_value(q: Tensor, epsilon: float | Tensor) -> Tensor:
     """V_Ω(s) of the ε-greedy policy over options: (1 − ε) max_ω Q + ε mean_ω Q; (B, K) -> (B,)."""
     return (1.0 - epsilon) * q.max(-1).values + epsilon * q.mean(-1)
 

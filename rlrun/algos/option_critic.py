@@ -68,8 +68,9 @@ class OptionCritic:
 
     # --- acting ------------------------------------------------------------------------------
     @property
-    def epsilon(self) -> float:
-        frac = min(1.0, int(self.env_steps) / max(1, self.eps_steps))
+    def epsilon(self) -> Tensor:
+        """ε of the policy over options now, a 0-dim CPU tensor (no host sync, no compile graph break)."""
+        frac = (self.env_steps / max(1, self.eps_steps)).clamp(max=1.0)
         return self.eps_start + frac * (self.eps_end - self.eps_start)
 
     def initial_state(self) -> Any:
@@ -149,7 +150,7 @@ class OptionCritic:
         if int(self.updates) % self.target_every == 0:
             torch._foreach_copy_(*self._target_pairs)
         return metrics | self.option_stats() | {"train/critic_loss": self.critic_loss_last,
-                                                "train/epsilon": torch.tensor(self.epsilon)}
+                                                "train/epsilon": self.epsilon}
 
     def option_stats(self) -> dict[str, Tensor]:
         """Per option: usage frequency and mean β over the last critic batch; mean option duration."""

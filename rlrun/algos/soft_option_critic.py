@@ -110,4 +110,4 @@ class SoftOptionCritic(OptionCritic):
         self.critic_loss_last, self.beta_last = critic_loss.detach(), beta_all.mean(0)
         return metrics | self.option_stats() | {
             "train/critic_loss": self.critic_loss_last, "train/alpha": self.alpha,
-            "train/entropy": -log_prob.detach().mean(), "train/epsilon": torch.tensor(self.epsilon)}
+            "train/entropy": -log_prob.detach().mean(), "train/epsilon": self.epsilon}
