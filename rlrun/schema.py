@@ -170,7 +170,23 @@ class CQLConfig(SACConfig):
 
 
 @dataclass
-class OptionCriticConfig:
+class OptionSettings:
+    """Settings of the options themselves, shared by both option-critics."""
+
+    termination_reg: float = 0.01
+    """Termination regularizer xi added to the advantage (larger: longer options)."""
+    epsilon_start: float = 1.0
+    """Exploration of the epsilon-greedy policy over options at the start ..."""
+    epsilon_end: float = 0.05
+    """... and after epsilon_decay_steps env steps (linear decay)."""
+    epsilon_decay_steps: int = 20_000
+    """Env steps over which epsilon decays."""
+    stats_rate: float = 0.001
+    """Rate of the moving averages behind train/option_usage and train/option_duration_mean."""
+
+
+@dataclass
+class OptionCriticConfig(OptionSettings):
     _target_: str = "rlrun.algos.option_critic.OptionCritic"
     obs_dim: int = MISSING
     """Observation size (set at run time)."""
@@ -188,26 +204,16 @@ class OptionCriticConfig:
     """Learning rate of the intra-option policies."""
     termination_lr: float = 5e-4
     """Learning rate of the termination functions."""
-    termination_reg: float = 0.01
-    """Termination regularizer xi added to the advantage (larger: longer options)."""
     entropy_coef: float = 0.01
     """Weight of the intra-option policies' entropy bonus."""
-    epsilon_start: float = 1.0
-    """Exploration of the epsilon-greedy policy over options at the start ..."""
-    epsilon_end: float = 0.05
-    """... and after epsilon_decay_steps env steps (linear decay)."""
-    epsilon_decay_steps: int = 20_000
-    """Env steps over which epsilon decays."""
     critic_every: int = 4
     """Env steps between critic updates (the actor updates every step)."""
     target_every: int = 200
     """Env steps between copies of the critic into its target."""
-    stats_rate: float = 0.001
-    """Rate of the moving averages behind train/option_usage and train/option_duration_mean."""
 
 
 @dataclass
-class SoftOptionCriticConfig(SoftActorCriticSettings):
+class SoftOptionCriticConfig(SoftActorCriticSettings, OptionSettings):
     """Box actions only; actor_lr is the intra-option policies' rate, the critics are Q_U(s, option, a)."""
 
     _target_: str = "rlrun.algos.soft_option_critic.SoftOptionCritic"
@@ -215,16 +221,6 @@ class SoftOptionCriticConfig(SoftActorCriticSettings):
     """Number of options."""
     termination_lr: float = 3e-4
     """Learning rate of the termination functions."""
-    termination_reg: float = 0.01
-    """Termination regularizer xi added to the advantage (larger: longer options)."""
-    epsilon_start: float = 1.0
-    """Exploration of the epsilon-greedy policy over options at the start ..."""
-    epsilon_end: float = 0.05
-    """... and after epsilon_decay_steps env steps (linear decay)."""
-    epsilon_decay_steps: int = 20_000
-    """Env steps over which epsilon decays."""
-    stats_rate: float = 0.001
-    """Rate of the moving averages behind train/option_usage and train/option_duration_mean."""
 
 
 @dataclass
@@ -249,7 +245,8 @@ class Config:
     """Build data, networks and device, print a summary, and stop before training."""
 
 
-ALGO_SCHEMAS = (SACConfig, CQLConfig, OptionCriticConfig, SoftOptionCriticConfig)
+ALGO_SCHEMAS = {"sac": SACConfig, "cql": CQLConfig, "option_critic": OptionCriticConfig,
+                "soft_option_critic": SoftOptionCriticConfig}  # conf/algo/<name>.yaml uses <name>_schema
 
 
 def with_current_schema(saved: dict[str, Any]) -> DictConfig:
@@ -257,7 +254,7 @@ def with_current_schema(saved: dict[str, Any]) -> DictConfig:
     settings added since it was written take their defaults. A setting this version does not
     declare, or a value of the wrong type, raises ValueError naming it."""
     base = OmegaConf.structured(Config)
-    algos = {schema._target_: schema for schema in ALGO_SCHEMAS}
+    algos = {schema._target_: schema for schema in ALGO_SCHEMAS.values()}
     algo = algos.get(saved.get("algo", {}).get("_target_"))
     if algo is not None:  # an algorithm from elsewhere keeps its saved settings as they are
         base.algo = OmegaConf.structured(algo)
@@ -274,10 +271,8 @@ def register_configs() -> None:
     """Store the schemas so the yaml files can name them in their defaults lists."""
     cs = ConfigStore.instance()
     cs.store(name="rlrun_config", node=Config)
-    cs.store(group="algo", name="sac_schema", node=SACConfig)
-    cs.store(group="algo", name="cql_schema", node=CQLConfig)
-    cs.store(group="algo", name="option_critic_schema", node=OptionCriticConfig)
-    cs.store(group="algo", name="soft_option_critic_schema", node=SoftOptionCriticConfig)
+    for name, node in ALGO_SCHEMAS.items():
+        cs.store(group="algo", name=f"{name}_schema", node=node)
     cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
     cs.store(group="env", name="env_schema", node=EnvConfig)
     cs.store(group="network", name="network_schema", node=NetworkConfig)

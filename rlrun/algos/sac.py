@@ -81,7 +81,6 @@ class SAC:
         return {**metrics, "train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach(),
                 "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean()}
 
-
     def auxiliary_steps(self, metrics: dict[str, Tensor]) -> list[tuple[torch.optim.Optimizer, Tensor]]:
         """Further (optimizer, loss) pairs of a subclass's update, taken from the critic's metrics."""
         return []
