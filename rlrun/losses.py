@@ -80,13 +80,15 @@ def epsilon_greedy_value(q: Tensor, epsilon: float | Tensor) -> Tensor:
 
 
 def option_target(reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, option: Tensor,
-                  gamma: float) -> Tensor:
-    """r + γ (1 − terminal) U(s', ω), U(s', ω) = (1 − β_ω(s')) Q(s', ω) + β_ω(s') max_ω' Q(s', ω').
+                  gamma: float, v_next: Tensor | None = None) -> Tensor:
+    """r + γ (1 − terminal) U(s', ω), U(s', ω) = (1 − β_ω(s')) Q(s', ω) + β_ω(s') V(s').
 
-    beta_next: (B,) termination probability of the running option at s'; q_next: (B, K).
+    beta_next: (B,) termination probability of the running option at s'; q_next: (B, K);
+    v_next: (B,) value on termination, V(s') = max_ω' Q(s', ω') when not given.
     """
     q_same = q_next.gather(1, option.unsqueeze(1)).squeeze(1)  # (B, K) -> (B,)
-    upon_arrival = (1.0 - beta_next) * q_same + beta_next * q_next.max(-1).values
+    v_next = q_next.max(-1).values if v_next is None else v_next
+    upon_arrival = (1.0 - beta_next) * q_same + beta_next * v_next
     return reward + gamma * (1.0 - terminal) * upon_arrival
 
 

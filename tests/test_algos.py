@@ -281,7 +281,8 @@ def test_soft_option_critic_option_values_use_each_options_mean_action():
 
 def test_soft_option_critic_target_follows_the_option_target_by_hand():
     """Q̄_Ω(s', ω) = min_j Q̄_U,j(s', ω, a'_ω) − α log π_ω(a'_ω|s'), and the critics regress on
-    G = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') max_ω' Q̄_Ω(s', ω')] (hand-set β = 0.25)."""
+    G = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') V_Ω(s')] with the ε-greedy
+    V_Ω(s') = (1 − ε) max_ω' Q̄_Ω(s', ω') + ε mean_ω' Q̄_Ω(s', ω') (hand-set β = 0.25, ε = 0.525)."""
     algo = build("soft_option_critic", CONTINUOUS)
     batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.tensor([1]),
                                                   rew=torch.ones(1))
@@ -297,8 +298,11 @@ def test_soft_option_critic_target_follows_the_option_target_by_hand():
     _, log_prob = algo.policies.rsample_all(batch.next_obs)
     torch.testing.assert_close(q_next, 2.0 - algo.alpha * log_prob)
     algo.soft_option_values = lambda next_obs: torch.tensor([[1.0, 2.0, 5.0]])
+    algo.env_steps.fill_(algo.eps_steps // 2)  # halfway from ε = 1 to 0.05
+    assert math.isclose(float(algo.epsilon), 0.525, rel_tol=1e-6)
     critic_loss, *_ = algo.losses(batch)
-    target = 1.0 + 0.99 * (0.75 * 2.0 + 0.25 * 5.0)
+    v_next = 0.475 * 5.0 + 0.525 * (8.0 / 3.0)
+    target = 1.0 + 0.99 * (0.75 * 2.0 + 0.25 * v_next)
     q = algo.critic(torch.cat([batch.obs, torch.tensor([[0.0, 1.0, 0.0]])], -1), batch.act)  # (2 critics, 1)
     torch.testing.assert_close(critic_loss, ((q - target) ** 2).sum())
 

@@ -121,6 +121,9 @@ def test_epsilon_greedy_value_and_option_target_by_hand():
                 option=torch.tensor([0]), gamma=0.5)
     assert torch.allclose(option_target(terminal=torch.tensor([0.0]), **args), torch.tensor([2.25]))
     assert torch.allclose(option_target(terminal=torch.tensor([1.0]), **args), torch.tensor([1.0]))
+    # with V(s') given (the ε-greedy value 3.0 here): U = 0.75·2 + 0.25·3 = 2.25; G = 1 + 0.5·2.25
+    v = torch.tensor([3.0])
+    assert torch.allclose(option_target(terminal=torch.tensor([0.0]), v_next=v, **args), torch.tensor([2.125]))
 
 
 def test_termination_gradient_by_hand():

@@ -5,10 +5,11 @@ Applications", 2018).
 
 On replay batches (s, ω, a, r, s', d), with a'_ω ~ π_ω(·|s') and ã ~ π_ω(·|s), it minimises
   critics:      Σ_i E[(Q_U,i(s, ω, a) − G)²],
-                G = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') max_ω' Q̄_Ω(s', ω')],
-                Q̄_Ω(s', ω) = min_j Q̄_U,j(s', ω, a'_ω) − α log π_ω(a'_ω|s')
+                G = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') V_Ω(s')],
+                Q̄_Ω(s', ω) = min_j Q̄_U,j(s', ω, a'_ω) − α log π_ω(a'_ω|s'),
+                V_Ω(s') = (1 − ε) max_ω' Q̄_Ω(s', ω') + ε mean_ω' Q̄_Ω(s', ω')  (the ε-greedy policy's)
   policies:     E[α log π_ω(ã|s) − min_i Q_U,i(s, ω, ã)]   (intra-option gradient, reparameterized)
-  terminations: E[β_ω(s') (Q̄_Ω(s', ω) − V_Ω(s') + ξ)(1 − d)]   (termination gradient, ε-greedy V_Ω)
+  terminations: E[β_ω(s') (Q̄_Ω(s', ω) − V_Ω(s') + ξ)(1 − d)]   (termination gradient)
   temperature:  −E[log α (log π_ω(ã|s) − act_dim)]
 with target critics Q̄_U following by Polyak averaging (rate τ). The paper's intra-option policy
 gradient E[∇ log π_ω(a|s) Q_U(s, ω, a)] is the gradient of E_a~π_ω[Q_U(s, ω, a)]; for continuous
@@ -91,10 +92,12 @@ class SoftOptionCritic(OptionCritic):
         q_next = self.soft_option_values(batch.next_obs)  # (B, K)
         beta_all = self.beta(batch.next_obs)  # (B, K)
         beta_next = pick(beta_all, batch.option)
-        target = option_target(batch.rew, batch.terminal, beta_next.detach(), q_next, batch.option, self.gamma)
+        v_next = epsilon_greedy_value(q_next, self.epsilon)  # (B, K) -> (B,)
+        target = option_target(batch.rew, batch.terminal, beta_next.detach(), q_next, batch.option, self.gamma,
+                               v_next)
         obs_option = self.with_option(batch.obs, batch.option)
         q = self.critic(obs_option, batch.act)  # (n, B)
-        advantage_next = pick(q_next, batch.option) - epsilon_greedy_value(q_next, self.epsilon)
+        advantage_next = pick(q_next, batch.option) - v_next
         term = termination_loss(beta_next, advantage_next, self.xi, batch.terminal)
         act, log_prob = self.policies.rsample(batch.obs, batch.option)  # (B, A), (B,): the running option's
         q_pi = frozen(self.critic, obs_option, act).min(0).values  # (n, B) -> (B,)
