@@ -79,15 +79,14 @@ def epsilon_greedy_value(q: Tensor, epsilon: float | Tensor) -> Tensor:
     return (1.0 - epsilon) * q.max(-1).values + epsilon * q.mean(-1)
 
 
-def option_target(reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, option: Tensor,
-                  gamma: float, v_next: Tensor | None = None) -> Tensor:
+def option_target(reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, v_next: Tensor,
+                  option: Tensor, gamma: float) -> Tensor:
     """r + γ (1 − terminal) U(s', ω), U(s', ω) = (1 − β_ω(s')) Q(s', ω) + β_ω(s') V(s').
 
     beta_next: (B,) termination probability of the running option at s'; q_next: (B, K);
-    v_next: (B,) value on termination, V(s') = max_ω' Q(s', ω') when not given.
+    v_next: (B,) V(s'), the value on termination (max_ω' Q(s', ω') for intra-option Q-learning).
     """
     q_same = q_next.gather(1, option.unsqueeze(1)).squeeze(1)  # (B, K) -> (B,)
-    v_next = q_next.max(-1).values if v_next is None else v_next
     upon_arrival = (1.0 - beta_next) * q_same + beta_next * v_next
     return reward + gamma * (1.0 - terminal) * upon_arrival
 

@@ -118,12 +118,12 @@ def test_epsilon_greedy_value_and_option_target_by_hand():
     assert torch.allclose(epsilon_greedy_value(q, 0.2), torch.tensor([0.8 * 3 + 0.2 * 2.0]))
     # U = (1 − β) Q(s', ω) + β max Q(s') = 0.75·2 + 0.25·4 = 2.5; G = 1 + 0.5·2.5
     args = dict(reward=torch.tensor([1.0]), beta_next=torch.tensor([0.25]), q_next=torch.tensor([[2.0, 4.0]]),
-                option=torch.tensor([0]), gamma=0.5)
+                v_next=torch.tensor([4.0]), option=torch.tensor([0]), gamma=0.5)
     assert torch.allclose(option_target(terminal=torch.tensor([0.0]), **args), torch.tensor([2.25]))
     assert torch.allclose(option_target(terminal=torch.tensor([1.0]), **args), torch.tensor([1.0]))
-    # with V(s') given (the ε-greedy value 3.0 here): U = 0.75·2 + 0.25·3 = 2.25; G = 1 + 0.5·2.25
-    v = torch.tensor([3.0])
-    assert torch.allclose(option_target(terminal=torch.tensor([0.0]), v_next=v, **args), torch.tensor([2.125]))
+    # with an ε-greedy V(s') = 3.0 instead: U = 0.75·2 + 0.25·3 = 2.25; G = 1 + 0.5·2.25
+    args["v_next"] = torch.tensor([3.0])
+    assert torch.allclose(option_target(terminal=torch.tensor([0.0]), **args), torch.tensor([2.125]))
 
 
 def test_termination_gradient_by_hand():

@@ -113,7 +113,8 @@ class OptionCritic:
     @torch.no_grad()
     def target(self, batch: Batch, beta_next: Tensor) -> Tensor:
         """G = r + γ(1 − d) U(s', ω) with the target critic; (B,)."""
-        return option_target(batch.rew, batch.terminal, beta_next, self.q_target(batch.next_obs), batch.option,
+        q_next = self.q_target(batch.next_obs)  # (B, K)
+        return option_target(batch.rew, batch.terminal, beta_next, q_next, q_next.max(-1).values, batch.option,
                              self.gamma)
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:

@@ -93,8 +93,8 @@ class SoftOptionCritic(OptionCritic):
         beta_all = self.beta(batch.next_obs)  # (B, K)
         beta_next = pick(beta_all, batch.option)
         v_next = epsilon_greedy_value(q_next, self.epsilon)  # (B, K) -> (B,)
-        target = option_target(batch.rew, batch.terminal, beta_next.detach(), q_next, batch.option, self.gamma,
-                               v_next)
+        target = option_target(batch.rew, batch.terminal, beta_next.detach(), q_next, v_next, batch.option,
+                               self.gamma)
         obs_option = self.with_option(batch.obs, batch.option)
         q = self.critic(obs_option, batch.act)  # (n, B)
         advantage_next = pick(q_next, batch.option) - v_next
