@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
 
 from rlrun import checkpoint, video
 from rlrun.accel import accelerate, keep_freed_memory
@@ -24,7 +23,7 @@ from rlrun.data.online import EnvSource, Spaces
 from rlrun.envs import make_env
 from rlrun.errors import UserError
 from rlrun.logger import Logger, flatten
-from rlrun.schema import with_current_schema
+from rlrun.schema import merge_checked, with_current_schema
 from rlrun.trainer import Schedule, Trainer
 from rlrun.viz import termination_figure
 
@@ -132,10 +131,10 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
                         f"the rlrun version that wrote it.") from None
     extra = [o for o in overrides if o.startswith("trainer.")]
     try:
-        merged = OmegaConf.merge(saved, OmegaConf.from_dotlist(extra))
-    except (ConfigKeyError, ValidationError) as e:
-        raise UserError(f"bad override on resume: {e.full_key}: {str(e).splitlines()[0]}; only trainer.* settings "
-                        f"of their declared types can change.") from None
+        merged = merge_checked(saved, OmegaConf.from_dotlist(extra))
+    except ValueError as e:
+        raise UserError(f"bad override on resume: {e}; only trainer.* settings of their declared types can "
+                        f"change.") from None
     merged.resume = cfg.resume
     return merged, state
 

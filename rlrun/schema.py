@@ -261,8 +261,14 @@ def with_current_schema(saved: dict[str, Any]) -> DictConfig:
     for key, schema in (("dataset", DatasetConfig), ("env", EnvConfig)):
         if saved.get(key) is not None:
             base[key] = OmegaConf.structured(schema)
+    return merge_checked(base, saved)
+
+
+def merge_checked(base: DictConfig, *others: Any) -> DictConfig:
+    """OmegaConf.merge onto a typed config; a key it does not declare, or a value of the wrong
+    type, raises ValueError "<key>: <omegaconf's first line>"."""
     try:
-        return OmegaConf.merge(base, saved)
+        return OmegaConf.merge(base, *others)
     except (ConfigKeyError, ValidationError) as e:
         raise ValueError(f"{e.full_key}: {str(e).splitlines()[0]}") from None
 
