@@ -103,11 +103,14 @@ def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
     return algo
 
 
+RESUME_OVERRIDABLE = ("trainer.", "device.")  # how long and where a run goes on, not what it learns
+
+
 def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any] | None]:
-    """With resume=<dir>: the checkpoint's config (plus trainer.* overrides) and its state.
+    """With resume=<dir>: the checkpoint's config (plus trainer.* and device.* overrides) and its state.
 
     A run whose own directory already holds checkpoints (a requeued SLURM job, rerun in its job
-    directory) resumes from them too.
+    directory) resumes from them too; its other overrides are the ones that started it.
     """
     if cfg.resume:
         ckpt_dir = Path(cfg.resume).expanduser() / "checkpoints"
@@ -115,6 +118,11 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
         if found is None:
             raise UserError(f"resume={cfg.resume} holds no readable checkpoint ({ckpt_dir}); "
                             f"give the directory of an earlier run.")
+        other = [o for o in overrides if not o.startswith(("resume=", "hydra.", *RESUME_OVERRIDABLE))]
+        if other:
+            raise UserError(f"resume continues the saved run's settings, so {' '.join(other)} cannot apply; "
+                            f"only trainer.* and device.* settings change on resume, so start a new run "
+                            f"to change the others.")
     else:
         found = checkpoint.load_latest(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
         if found is None:
@@ -129,12 +137,12 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
     except ValueError as e:
         raise UserError(f"the config saved in {path} does not fit this rlrun version ({e}); resume it with "
                         f"the rlrun version that wrote it.") from None
-    extra = [o for o in overrides if o.startswith("trainer.")]
+    extra = [o for o in overrides if o.startswith(RESUME_OVERRIDABLE)]
     try:
         merged = merge_checked(saved, OmegaConf.from_dotlist(extra))
     except ValueError as e:
-        raise UserError(f"bad override on resume: {e}; only trainer.* settings of their declared types can "
-                        f"change.") from None
+        raise UserError(f"bad override on resume: {e}; only trainer.* and device.* settings of their declared "
+                        f"types can change.") from None
     merged.resume = cfg.resume
     return merged, state
 

@@ -183,3 +183,18 @@ def test_resume_checks_the_type_of_its_trainer_overrides(tmp_path):
     with pytest.raises(UserError, match="bad override on resume: .*total_steps"):
         load_resume(make_cfg("algo=sac", "env=pendulum", f"resume={run_dir}"), run_dir,
                     ["trainer.total_steps=many"])
+
+
+def test_resume_takes_device_overrides_and_refuses_to_drop_the_others(tmp_path):
+    """Where a run goes on (device.*) may change on resume; what it learns may not, and an
+    override of it is an error rather than silently ignored."""
+    from rlrun.build import load_resume
+
+    run_dir = saved_run(tmp_path, lambda config: None)
+    cfg = make_cfg("algo=sac", "env=pendulum", f"resume={run_dir}")
+    resumed, _ = load_resume(cfg, run_dir, [f"resume={run_dir}", "device.threads=1", "device.name=cpu"])
+    assert resumed.device.threads == 1 and resumed.device.name == "cpu" and resumed.algo.tau == 0.005
+    with pytest.raises(UserError, match=r"algo.tau=0.01 cannot apply; only trainer.\* and device.\*"):
+        load_resume(cfg, run_dir, [f"resume={run_dir}", "algo.tau=0.01", "trainer.total_steps=9"])
+    requeued, _ = load_resume(make_cfg("algo=sac", "env=pendulum"), run_dir, ["algo=sac", "env=pendulum"])
+    assert requeued.resume == str(run_dir)
