@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import minari
@@ -13,6 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from rlrun import checkpoint
 
 from conftest import rlrun
+
+REPO = Path(__file__).resolve().parents[1]
 
 FAST = ["trainer.eval_episodes=2", "trainer.log_every=100", "trainer.progress=false",
         "network.hidden_sizes=[32,32]"]
@@ -175,6 +180,12 @@ def test_option_critic_with_box_actions_in_meta_world(tmp_path, algo):
     assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)
     assert scalars(run_dir)["eval/success_rate"][-1].value in (0.0, 1.0)  # one episode, Meta-World's info
     assert not (run_dir / "termination_probs.png").exists()  # not a grid world
+    if algo == "soft_option_critic":  # bench/value_check.py reads the same run back
+        check = subprocess.run([sys.executable, str(REPO / "bench" / "value_check.py"), str(run_dir), "--episodes", "1"],
+                               capture_output=True, text=True, timeout=120)
+        assert check.returncode == 0, check.stderr[-2000:]
+        found = re.search(r"predicted value (\S+) vs realized discounted return (\S+) .*success (\d)", check.stdout)
+        assert found and all(math.isfinite(float(x)) for x in found.groups()), check.stdout
 
 
 def test_eval_video_is_a_gif_in_tensorboard_and_the_run_dir(tmp_path):
@@ -205,3 +216,15 @@ def test_eval_video_is_skipped_with_a_warning_where_the_env_cannot_render(caplog
     with caplog.at_level("WARNING"):
         assert not videos_possible(NoDisplay(), 0)
     assert "evaluation videos are skipped" in caplog.text and "no OpenGL context" in caplog.text
+
+
+def test_value_check_discounts_the_rewards_that_follow_by_hand():
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("value_check", REPO / "bench" / "value_check.py")
+    value_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(value_check)
+    # G_2 = 2, G_1 = 0 + 0.5·2 = 1, G_0 = 1 + 0.5·1 = 1.5
+    np.testing.assert_allclose(value_check.discounted(np.array([1.0, 0.0, 2.0]), 0.5), [1.5, 1.0, 2.0])
