@@ -6,6 +6,7 @@ import itertools
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
@@ -198,3 +199,13 @@ def test_resume_takes_device_overrides_and_refuses_to_drop_the_others(tmp_path):
         load_resume(cfg, run_dir, [f"resume={run_dir}", "algo.tau=0.01", "trainer.total_steps=9"])
     requeued, _ = load_resume(make_cfg("algo=sac", "env=pendulum"), run_dir, ["algo=sac", "env=pendulum"])
     assert requeued.resume == str(run_dir)
+
+
+def test_meta_world_evaluation_episodes_repeat_for_a_seed():
+    """MT1's object/goal placements come from the run's seed: two eval envs of the same run,
+    reset with the same seed, start from the same placement (else evaluations are incomparable)."""
+    from rlrun.build import make_source
+
+    cfg = make_cfg("algo=soft_option_critic", "env=pick_place", "seed=3", "trainer.replay_size=1000")
+    starts = [make_source(cfg, torch.device("cpu")).make_eval_env(10003).reset(seed=10004)[0] for _ in range(2)]
+    np.testing.assert_array_equal(starts[0], starts[1])
