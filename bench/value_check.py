@@ -59,9 +59,15 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--horizon", type=int, default=300, help="steps whose value is compared")
     parser.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
+    parser.add_argument("--step", type=int, help="load checkpoints/step_<STEP>.pt instead of the newest")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    found = checkpoint.load_latest(args.run_dir / "checkpoints")
+    ckpt_dir = args.run_dir / "checkpoints"
+    if args.step is not None:
+        path = ckpt_dir / f"step_{args.step}.pt"
+        found = (checkpoint.read(path), path) if path.is_file() else None
+    else:
+        found = checkpoint.load_latest(ckpt_dir)
     if found is None:
         raise SystemExit(f"{args.run_dir} holds no readable checkpoint; give the directory of a run.")
     state, path = found
