@@ -20,7 +20,7 @@ import torch
 
 from rlrun import checkpoint
 from rlrun.build import make_algo, make_source
-from rlrun.data.online import as_obs
+from rlrun.data.online import play
 from rlrun.schema import with_current_schema
 
 
@@ -37,19 +37,16 @@ def discounted(rewards: np.ndarray, gamma: float) -> np.ndarray:
 def episode(algo, env, seed: int, device: torch.device) -> dict[str, np.ndarray]:
     """One greedy episode: rewards, the critics' value of each action taken, hand-object distances."""
     obs, _ = env.reset(seed=seed)
-    state, done, rows = algo.initial_state(), False, []
-    while not done:
-        x = as_obs(obs, device)
-        action, state = algo.act(x, state, True)
+    rows = []
+    for step in play(algo, env, obs, device):
         if hasattr(algo, "with_option"):
-            inputs = algo.with_option(x, state)
+            inputs = algo.with_option(step.obs, step.state)
         else:  # the critics see normalized observations, as in training
-            inputs = algo.obs_norm(x)
-        q = algo.critic(inputs, action).min(0).values.item()  # (n, 1) -> scalar
-        obs, reward, terminated, truncated, info = env.step(action[0].cpu().numpy())
-        done = terminated or truncated
-        hand_to_obj = float(np.linalg.norm(obs[:3] - obs[4:7])) if "success" in info else np.nan
-        rows.append((reward, q, float(info.get("success", np.nan)), hand_to_obj))
+            inputs = algo.obs_norm(step.obs)
+        q = algo.critic(inputs, step.action).min(0).values.item()  # (n, 1) -> scalar
+        meta_world = "success" in step.info
+        hand_to_obj = float(np.linalg.norm(step.next_obs[:3] - step.next_obs[4:7])) if meta_world else np.nan
+        rows.append((step.reward, q, float(step.info.get("success", np.nan)), hand_to_obj))
     return dict(zip(("reward", "q", "success", "hand_to_obj"), np.array(rows, dtype=float).T))
 
 

@@ -63,10 +63,10 @@ def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: to
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         ret, length, success = 0.0, 0, None
-        for reward, info in play(algo, env, obs, device):
-            ret, length = ret + reward, length + 1
-            if "success" in info:
-                success = bool(success) or bool(info["success"])
+        for step in play(algo, env, obs, device):
+            ret, length = ret + step.reward, length + 1
+            if "success" in step.info:
+                success = bool(success) or bool(step.info["success"])
         returns.append(ret)
         lengths.append(length)
         successes.append(success)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import cloudpickle
 import gymnasium as gym
@@ -42,14 +42,26 @@ def as_obs(obs: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device).unsqueeze(0)  # (O,) -> (1, O)
 
 
-def play(algo: Algorithm, env: gym.Env, obs: np.ndarray, device: torch.device) -> Iterator[tuple[float, dict]]:
-    """The deterministic policy from `obs` (just reset) to the episode's end: (reward, info) per step."""
+class Step(NamedTuple):
+    """One step of a played episode."""
+
+    obs: torch.Tensor  # (1, O) the observation acted on
+    action: torch.Tensor  # (1, A) or (1,)
+    state: Any  # the policy state after acting (the running option for option-critics)
+    reward: float
+    next_obs: np.ndarray
+    info: dict
+
+
+def play(algo: Algorithm, env: gym.Env, obs: np.ndarray, device: torch.device) -> Iterator[Step]:
+    """The deterministic policy from `obs` (just reset) to the episode's end, one Step per step."""
     state, done = algo.initial_state(), False
     while not done:
-        action, state = algo.act(as_obs(obs, device), state, True)
+        x = as_obs(obs, device)
+        action, state = algo.act(x, state, True)
         obs, reward, terminated, truncated, info = env.step(action[0].cpu().numpy())
         done = terminated or truncated
-        yield float(reward), info
+        yield Step(x, action, state, float(reward), obs, info)
 
 
 def next_free_version(dataset_id: str) -> str:
