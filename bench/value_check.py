@@ -2,7 +2,8 @@
 
     python bench/value_check.py outputs/.../run_dir --episodes 3
 
-Loads the run's newest checkpoint, plays greedy episodes in its env, and prints per episode the
+Loads the run's newest checkpoint, plays greedy episodes in its env (`--sample`: the training-time
+policy, sampled options and actions), and prints per episode the
 return, the critics' value of the actions taken (min over the ensemble, mean over the first
 `--horizon` steps) beside the discounted return that followed them, and for Meta-World envs the
 success and the closest the hand came to the object. A prediction far above the realized return
@@ -34,11 +35,11 @@ def discounted(rewards: np.ndarray, gamma: float) -> np.ndarray:
 
 
 @torch.no_grad()
-def episode(algo, env, seed: int, device: torch.device) -> dict[str, np.ndarray]:
-    """One greedy episode: rewards, the critics' value of each action taken, hand-object distances."""
+def episode(algo, env, seed: int, device: torch.device, deterministic: bool = True) -> dict[str, np.ndarray]:
+    """One episode (greedy unless told): rewards, the critics' value of each action taken, hand-object distances."""
     obs, _ = env.reset(seed=seed)
     rows = []
-    for step in play(algo, env, obs, device):
+    for step in play(algo, env, obs, device, deterministic):
         if hasattr(algo, "with_option"):
             inputs = algo.with_option(step.obs, step.state)
         else:  # the critics see normalized observations, as in training
@@ -57,8 +58,11 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=300, help="steps whose value is compared")
     parser.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
     parser.add_argument("--step", type=int, help="load checkpoints/step_<STEP>.pt instead of the newest")
+    parser.add_argument("--sample", action="store_true",
+                        help="play the training-time policy (sampled options and actions) instead of the greedy one")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch.manual_seed(args.seed)  # --sample draws repeat
     ckpt_dir = args.run_dir / "checkpoints"
     if args.step is not None:
         path = ckpt_dir / f"step_{args.step}.pt"
@@ -76,7 +80,7 @@ def main() -> None:
     env = source.make_eval_env(args.seed)
     print(f"{path} (step {state['step']}), gamma {cfg.algo.gamma}")
     for i in range(args.episodes):
-        ep = episode(algo, env, args.seed + i, device)
+        ep = episode(algo, env, args.seed + i, device, not args.sample)
         h = args.horizon
         realized = discounted(ep["reward"], cfg.algo.gamma)[:h].mean()
         print(f"episode {i}: return {ep['reward'].sum():.1f}, predicted value {ep['q'][:h].mean():.2f} vs "

@@ -180,12 +180,13 @@ def test_option_critic_with_box_actions_in_meta_world(tmp_path, algo):
     assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)
     assert scalars(run_dir)["eval/success_rate"][-1].value in (0.0, 1.0)  # one episode, Meta-World's info
     assert not (run_dir / "termination_probs.png").exists()  # not a grid world
-    if algo == "soft_option_critic":  # bench/value_check.py reads the same run back
-        check = subprocess.run([sys.executable, str(REPO / "bench" / "value_check.py"), str(run_dir), "--episodes", "1"],
-                               capture_output=True, text=True, timeout=120)
-        assert check.returncode == 0, check.stderr[-2000:]
-        found = re.search(r"predicted value (\S+) vs realized discounted return (\S+) .*success (\d)", check.stdout)
-        assert found and all(math.isfinite(float(x)) for x in found.groups()), check.stdout
+    if algo == "soft_option_critic":  # bench/value_check.py reads the same run back, greedy and sampled
+        for mode in ([], ["--sample"]):
+            check = subprocess.run([sys.executable, str(REPO / "bench" / "value_check.py"), str(run_dir),
+                                    "--episodes", "1", *mode], capture_output=True, text=True, timeout=120)
+            assert check.returncode == 0, check.stderr[-2000:]
+            found = re.search(r"predicted value (\S+) vs realized discounted return (\S+) .*success (\d)", check.stdout)
+            assert found and all(math.isfinite(float(x)) for x in found.groups()), check.stdout
 
 
 def test_eval_video_is_a_gif_in_tensorboard_and_the_run_dir(tmp_path):

@@ -53,12 +53,13 @@ class Step(NamedTuple):
     info: dict
 
 
-def play(algo: Algorithm, env: gym.Env, obs: np.ndarray, device: torch.device) -> Iterator[Step]:
-    """The deterministic policy from `obs` (just reset) to the episode's end, one Step per step."""
+def play(algo: Algorithm, env: gym.Env, obs: np.ndarray, device: torch.device,
+         deterministic: bool = True) -> Iterator[Step]:
+    """The policy (deterministic unless told) from `obs` (just reset) to the episode's end, one Step per step."""
     state, done = algo.initial_state(), False
     while not done:
         x = as_obs(obs, device)
-        action, state = algo.act(x, state, True)
+        action, state = algo.act(x, state, deterministic)
         obs, reward, terminated, truncated, info = env.step(action[0].cpu().numpy())
         done = terminated or truncated
         yield Step(x, action, state, float(reward), obs, info)
