@@ -6,8 +6,10 @@ Loads the run's newest checkpoint, plays greedy episodes in its env (`--sample`:
 policy, sampled options and actions), and prints per episode the
 return, the critics' value of the actions taken (min over the ensemble, mean over the first
 `--horizon` steps) beside the discounted return that followed them, and for Meta-World envs the
-success and the closest the hand came to the object. A prediction far above the realized return
-is overestimation. For runs with an env and a critic ensemble over (s, a) (sac) or over (s, ω, a)
+success and the closest the hand came to the object, then the mean, median and success rate over
+the episodes. `--each-placement` (Meta-World MT1): episode i plays placement i of the run's 50
+object/goal placements, so `--episodes 50` covers them all once. A prediction far above the
+realized return is overestimation. For runs with an env and a critic ensemble over (s, a) (sac) or over (s, ω, a)
 (soft_option_critic).
 """
 
@@ -51,6 +53,16 @@ def episode(algo, env, seed: int, device: torch.device, deterministic: bool = Tr
     return dict(zip(("reward", "q", "success", "hand_to_obj"), np.array(rows, dtype=float).T))
 
 
+def placements(env) -> list:
+    """Meta-World MT1's object/goal placements (its task list), with sampling on reset switched off."""
+    try:
+        tasks = env.get_wrapper_attr("tasks")
+    except AttributeError:
+        raise SystemExit("--each-placement needs a Meta-World MT1 env (env=pick_place); this run's env has no placements.")
+    env.get_wrapper_attr("toggle_sample_tasks_on_reset")(False)
+    return list(tasks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -60,6 +72,8 @@ def main() -> None:
     parser.add_argument("--step", type=int, help="load checkpoints/step_<STEP>.pt instead of the newest")
     parser.add_argument("--sample", action="store_true",
                         help="play the training-time policy (sampled options and actions) instead of the greedy one")
+    parser.add_argument("--each-placement", action="store_true",
+                        help="Meta-World: episode i plays placement i of the run's 50 (else a random one per episode)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)  # --sample draws repeat
@@ -78,14 +92,23 @@ def main() -> None:
     algo = make_algo(cfg, source.spaces, device)
     checkpoint.restore(algo, state["algo"])
     env = source.make_eval_env(args.seed)
+    tasks = placements(env) if args.each_placement else None
     print(f"{path} (step {state['step']}), gamma {cfg.algo.gamma}")
-    for i in range(args.episodes):
+    returns, successes = [], []
+    for i in range(min(args.episodes, len(tasks)) if tasks else args.episodes):
+        if tasks:
+            env.unwrapped.set_task(tasks[i])
         ep = episode(algo, env, args.seed + i, device, not args.sample)
         h = args.horizon
         realized = discounted(ep["reward"], cfg.algo.gamma)[:h].mean()
         print(f"episode {i}: return {ep['reward'].sum():.1f}, predicted value {ep['q'][:h].mean():.2f} vs "
               f"realized discounted return {realized:.2f} (mean over the first {h} steps), "
               f"success {np.nanmax(ep['success']):.0f}, closest hand-object distance {np.nanmin(ep['hand_to_obj']):.3f} m")
+        returns.append(ep["reward"].sum())
+        successes.append(np.nanmax(ep["success"]))
+    rate = "" if np.isnan(successes).all() else f", success rate {np.nanmean(successes):.2f}"
+    print(f"{len(returns)} episodes: mean return {np.mean(returns):.1f}, median {np.median(returns):.1f}, "
+          f"range {min(returns):.1f} to {max(returns):.1f}{rate}")
 
 
 if __name__ == "__main__":

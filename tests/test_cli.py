@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rlrun import checkpoint
 
-from conftest import rlrun
+from conftest import make_cfg, rlrun
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -180,13 +180,14 @@ def test_option_critic_with_box_actions_in_meta_world(tmp_path, algo):
     assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)
     assert scalars(run_dir)["eval/success_rate"][-1].value in (0.0, 1.0)  # one episode, Meta-World's info
     assert not (run_dir / "termination_probs.png").exists()  # not a grid world
-    if algo == "soft_option_critic":  # bench/value_check.py reads the same run back, greedy and sampled
-        for mode in ([], ["--sample"]):
+    if algo == "soft_option_critic":  # bench/value_check.py reads the same run back: greedy, sampled, placement 0
+        for mode in ([], ["--sample"], ["--each-placement"]):
             check = subprocess.run([sys.executable, str(REPO / "bench" / "value_check.py"), str(run_dir),
                                     "--episodes", "1", *mode], capture_output=True, text=True, timeout=120)
             assert check.returncode == 0, check.stderr[-2000:]
             found = re.search(r"predicted value (\S+) vs realized discounted return (\S+) .*success (\d)", check.stdout)
             assert found and all(math.isfinite(float(x)) for x in found.groups()), check.stdout
+            assert re.search(r"^1 episodes: mean return \S+, median .* success rate [01]\.00$", check.stdout, re.M), check.stdout
 
 
 def test_eval_video_is_a_gif_in_tensorboard_and_the_run_dir(tmp_path):
@@ -219,13 +220,35 @@ def test_eval_video_is_skipped_with_a_warning_where_the_env_cannot_render(caplog
     assert "evaluation videos are skipped" in caplog.text and "no OpenGL context" in caplog.text
 
 
-def test_value_check_discounts_the_rewards_that_follow_by_hand():
+def load_value_check():
     import importlib.util
-
-    import numpy as np
 
     spec = importlib.util.spec_from_file_location("value_check", REPO / "bench" / "value_check.py")
     value_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(value_check)
+    return value_check
+
+
+def test_value_check_discounts_the_rewards_that_follow_by_hand():
+    import numpy as np
+
     # G_2 = 2, G_1 = 0 + 0.5·2 = 1, G_0 = 1 + 0.5·1 = 1.5
-    np.testing.assert_allclose(value_check.discounted(np.array([1.0, 0.0, 2.0]), 0.5), [1.5, 1.0, 2.0])
+    np.testing.assert_allclose(load_value_check().discounted(np.array([1.0, 0.0, 2.0]), 0.5), [1.5, 1.0, 2.0])
+
+
+def test_value_check_plays_each_of_the_runs_meta_world_placements():
+    """--each-placement: placement i is the object's start whatever the reset seed; the 50 differ."""
+    import numpy as np
+
+    from rlrun.build import make_source
+
+    env = make_source(make_cfg("algo=soft_option_critic", "env=pick_place", "seed=3", "trainer.replay_size=1000"),
+                      torch.device("cpu")).make_eval_env(5)
+    tasks = load_value_check().placements(env)
+    starts = []
+    for task in tasks:
+        env.unwrapped.set_task(task)
+        first, second = (env.reset(seed=s)[0][4:7] for s in (1, 2))  # object position
+        np.testing.assert_array_equal(first, second)
+        starts.append(tuple(first.round(4)))
+    assert len(tasks) == 50 and len(set(starts)) == 50
