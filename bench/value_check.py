@@ -9,8 +9,8 @@ return, the critics' value of the actions taken (min over the ensemble, mean ove
 success and the closest the hand came to the object, then the mean, median and success rate over
 the episodes. `--each-placement` (Meta-World MT1): episode i plays placement i of the run's 50
 object/goal placements, so `--episodes 50` covers them all once. A prediction far above the
-realized return is overestimation. For runs with an env and a critic ensemble over (s, a) (sac) or over (s, ω, a)
-(soft_option_critic).
+realized return is overestimation. For runs with an env and a critic ensemble over (s, a) (sac)
+or over (s, ω, a) (soft_option_critic).
 """
 
 from __future__ import annotations
@@ -92,20 +92,21 @@ def main() -> None:
     algo = make_algo(cfg, source.spaces, device)
     checkpoint.restore(algo, state["algo"])
     env = source.make_eval_env(args.seed)
-    tasks = placements(env) if args.each_placement else None
+    # one entry per episode: the MT1 placement to play, or None for the env's own choice on reset
+    tasks = placements(env)[:args.episodes] if args.each_placement else [None] * args.episodes
     print(f"{path} (step {state['step']}), gamma {cfg.algo.gamma}")
     returns, successes = [], []
-    for i in range(min(args.episodes, len(tasks)) if tasks else args.episodes):
-        if tasks:
-            env.unwrapped.set_task(tasks[i])
+    for i, task in enumerate(tasks):
+        if task is not None:
+            env.unwrapped.set_task(task)
         ep = episode(algo, env, args.seed + i, device, not args.sample)
         h = args.horizon
         realized = discounted(ep["reward"], cfg.algo.gamma)[:h].mean()
-        print(f"episode {i}: return {ep['reward'].sum():.1f}, predicted value {ep['q'][:h].mean():.2f} vs "
-              f"realized discounted return {realized:.2f} (mean over the first {h} steps), "
-              f"success {np.nanmax(ep['success']):.0f}, closest hand-object distance {np.nanmin(ep['hand_to_obj']):.3f} m")
         returns.append(ep["reward"].sum())
         successes.append(np.nanmax(ep["success"]))
+        print(f"episode {i}: return {returns[-1]:.1f}, predicted value {ep['q'][:h].mean():.2f} vs "
+              f"realized discounted return {realized:.2f} (mean over the first {h} steps), "
+              f"success {successes[-1]:.0f}, closest hand-object distance {np.nanmin(ep['hand_to_obj']):.3f} m")
     rate = "" if np.isnan(successes).all() else f", success rate {np.nanmean(successes):.2f}"
     print(f"{len(returns)} episodes: mean return {np.mean(returns):.1f}, median {np.median(returns):.1f}, "
           f"range {min(returns):.1f} to {max(returns):.1f}{rate}")
