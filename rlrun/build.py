@@ -81,7 +81,7 @@ def make_source(cfg: DictConfig, device: torch.device) -> Any:
     t = cfg.trainer
     if cfg.env is not None:
         env_fn = partial(make_env, cfg.env.id, OmegaConf.to_container(cfg.env.kwargs, resolve=True), cfg.env.max_episode_steps)
-        return EnvSource(env_fn, cfg.seed, t.replay_size, t.learning_starts, device)
+        return EnvSource(env_fn, cfg.seed, t.replay_size, t.learning_starts, device, cfg.env.reward_scale)
     d = cfg.dataset
     builder = instantiate(d.builder, _partial_=True) if d.builder is not None else None
     dataset = offline.load(d.id, d.download, builder)

@@ -55,6 +55,8 @@ class EnvConfig:
     """Extra keyword arguments for gymnasium.make."""
     max_episode_steps: Optional[int] = None
     """Time limit override (None: the registered one)."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this for learning only (episode returns, evaluations and saved buffers stay unscaled)."""
 
 
 @dataclass

@@ -81,13 +81,13 @@ class EnvSource:
     online = True
 
     def __init__(self, env_fn: EnvFn, seed: int, replay_size: int, learning_starts: int,
-                 device: torch.device) -> None:
+                 device: torch.device, reward_scale: float = 1.0) -> None:
         self.env_fn, self.device, self.learning_starts = env_fn, device, learning_starts
         self.env = env_fn(seed)
         self.spaces = spaces_of(self.env.observation_space, self.env.action_space)
         act_shape = () if self.spaces.discrete else (self.spaces.act_dim,)
         act_dtype = torch.long if self.spaces.discrete else torch.float32
-        self.replay = ReplayBuffer(replay_size, self.spaces.obs_dim, act_shape, act_dtype, device)
+        self.replay = ReplayBuffer(replay_size, self.spaces.obs_dim, act_shape, act_dtype, device, reward_scale)
         self.rng = np.random.default_rng(seed)
         self.obs, _ = self.env.reset(seed=seed)
         self.policy_state: Any = None

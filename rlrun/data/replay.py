@@ -15,11 +15,12 @@ FIELDS = ("obs", "act", "rew", "next_obs", "terminated", "truncated", "option")
 
 class ReplayBuffer:
     """A ring of transitions; `truncated` marks time-limit ends, kept apart from terminations;
-    `option` is the option the policy ran (option-critic), −1 for flat policies."""
+    `option` is the option the policy ran (option-critic), −1 for flat policies. Rewards are stored
+    as the env gave them and multiplied by `reward_scale` only in the batches handed to learning."""
 
     def __init__(self, capacity: int, obs_dim: int, act_shape: tuple[int, ...], act_dtype: torch.dtype,
-                 device: torch.device) -> None:
-        self.capacity, self.device = capacity, device
+                 device: torch.device, reward_scale: float = 1.0) -> None:
+        self.capacity, self.device, self.reward_scale = capacity, device, reward_scale
         self.ptr = self.size = 0
         self.data: dict[str, Tensor] = {
             "obs": torch.zeros(capacity, obs_dim, device=device),
@@ -46,7 +47,7 @@ class ReplayBuffer:
 
     def _gather(self, idx: Tensor) -> Batch:
         d = self.data
-        return Batch(d["obs"][idx], d["act"][idx], d["rew"][idx], d["next_obs"][idx],
+        return Batch(d["obs"][idx], d["act"][idx], d["rew"][idx] * self.reward_scale, d["next_obs"][idx],
                      d["terminated"][idx].float(), d["option"][idx])
 
     def chronological(self) -> dict[str, Tensor]:
