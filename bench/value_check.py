@@ -9,7 +9,8 @@ return, the critics' value of the actions taken (min over the ensemble, mean ove
 success and the closest the hand came to the object, then the mean, median and success rate over
 the episodes. `--each-placement` (Meta-World MT1): episode i plays placement i of the run's 50
 object/goal placements, so `--episodes 50` covers them all once. A prediction far above the
-realized return is overestimation. For runs with an env and a critic ensemble over (s, a) (sac)
+realized return is overestimation. Both are in the units the critics learned (rewards times the run's
+`env.reward_scale`); returns are in env units. For runs with an env and a critic ensemble over (s, a) (sac)
 or over (s, ω, a) (soft_option_critic).
 """
 
@@ -101,7 +102,7 @@ def main() -> None:
             env.unwrapped.set_task(task)
         ep = episode(algo, env, args.seed + i, device, not args.sample)
         h = args.horizon
-        realized = discounted(ep["reward"], cfg.algo.gamma)[:h].mean()
+        realized = discounted(ep["reward"] * cfg.env.reward_scale, cfg.algo.gamma)[:h].mean()
         returns.append(ep["reward"].sum())
         successes.append(np.nanmax(ep["success"]))
         print(f"episode {i}: return {returns[-1]:.1f}, predicted value {ep['q'][:h].mean():.2f} vs "
