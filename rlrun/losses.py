@@ -86,9 +86,16 @@ def option_target(reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: T
     beta_next: (B,) termination probability of the running option at s'; q_next: (B, K);
     v_next: (B,) V(s'), the value on termination (max_ω' Q(s', ω') for intra-option Q-learning).
     """
-    q_same = q_next.gather(1, option.unsqueeze(1)).squeeze(1)  # (B, K) -> (B,)
-    upon_arrival = (1.0 - beta_next) * q_same + beta_next * v_next
-    return reward + gamma * (1.0 - terminal) * upon_arrival
+    q_same = q_next.gather(1, option.unsqueeze(1))  # (B, K) -> (B, 1)
+    return every_option_target(reward, terminal, beta_next.unsqueeze(1), q_same, v_next, gamma).squeeze(1)
+
+
+def every_option_target(reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, v_next: Tensor,
+                        gamma: float) -> Tensor:
+    """`option_target` for every option ω at once (intra-option value learning: the transition's
+    action is evidence for each option's Q_U(s, ω, a)); beta_next, q_next (B, K), v_next (B,) -> (B, K)."""
+    upon_arrival = (1.0 - beta_next) * q_next + beta_next * v_next.unsqueeze(1)  # (B, K)
+    return td_target(reward.unsqueeze(1), terminal.unsqueeze(1), upon_arrival, gamma)
 
 
 def termination_loss(beta_next: Tensor, advantage: Tensor, xi: float, terminal: Tensor) -> Tensor:

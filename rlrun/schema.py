@@ -223,6 +223,8 @@ class SoftOptionCriticConfig(SoftActorCriticSettings, OptionSettings):
     """Number of options."""
     termination_lr: float = 3e-4
     """Learning rate of the termination functions."""
+    critic_every_option: bool = False
+    """Fit Q_U(s, option, a) of every option on each transition (intra-option value learning), not only the running option's."""
 
 
 @dataclass
