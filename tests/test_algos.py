@@ -18,7 +18,8 @@ from conftest import make_cfg
 CONTINUOUS = Spaces(obs_dim=5, act_dim=3, discrete=False)
 DISCRETE = Spaces(obs_dim=4, act_dim=2, discrete=True)
 ALGOS = {"sac": CONTINUOUS, "cql": CONTINUOUS, "option_critic": DISCRETE, "option_critic-box": CONTINUOUS,
-         "soft_option_critic": CONTINUOUS}
+         "soft_option_critic": CONTINUOUS, "soft_option_critic-every": CONTINUOUS}
+VARIANTS = {"soft_option_critic-every": ["algo.critic_every_option=true"]}
 N_OPTIONS = 3
 
 
@@ -26,7 +27,7 @@ def build(name: str, spaces: Spaces, seed: int = 0):
     torch.manual_seed(seed)
     algo = name.split("-")[0]
     extra = {"option_critic": [f"algo.n_options={N_OPTIONS}", "algo.critic_every=1"],
-             "soft_option_critic": [f"algo.n_options={N_OPTIONS}"]}.get(algo, [])
+             "soft_option_critic": [f"algo.n_options={N_OPTIONS}"]}.get(algo, []) + VARIANTS.get(name, [])
     cfg = make_cfg(f"algo={algo}", "env=pendulum", "network.hidden_sizes=[32,32]", *extra)
     return make_algo(cfg, spaces, torch.device("cpu"))
 
@@ -305,6 +306,25 @@ def test_soft_option_critic_target_follows_the_option_target_by_hand():
     target = 1.0 + 0.99 * (0.75 * 2.0 + 0.25 * v_next)
     q = algo.critic(torch.cat([batch.obs, torch.tensor([[0.0, 1.0, 0.0]])], -1), batch.act)  # (2 critics, 1)
     torch.testing.assert_close(critic_loss, ((q - target) ** 2).sum())
+
+
+def test_soft_option_critic_fits_every_options_critic_by_hand():
+    """critic_every_option: each option ω regresses Q_U(s, ω, a) at the transition's action on its own
+    G_ω = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') V_Ω(s')] (hand-set β = 0.5, 0.25, 0.75)."""
+    algo = build("soft_option_critic-every", CONTINUOUS)
+    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.tensor([1]),
+                                                  rew=torch.ones(1))
+    with torch.no_grad():
+        algo.termination[-1].weight.zero_()
+        algo.termination[-1].bias.copy_(torch.tensor([0.0, math.log(1 / 3), math.log(3)]))
+    algo.soft_option_values = lambda next_obs: torch.tensor([[1.0, 2.0, 5.0]])
+    algo.env_steps.fill_(algo.eps_steps // 2)  # ε = 0.525
+    critic_loss, *_, metrics = algo.losses(batch)
+    v_next = 0.475 * 5.0 + 0.525 * (8.0 / 3.0)
+    target = 1.0 + 0.99 * torch.tensor([0.5 * 1.0 + 0.5 * v_next, 0.75 * 2.0 + 0.25 * v_next, 0.25 * 5.0 + 0.75 * v_next])
+    q = algo.critic(torch.cat([batch.obs.expand(3, -1), torch.eye(3)], -1), batch.act.expand(3, -1))  # (2 critics, 3)
+    torch.testing.assert_close(critic_loss, ((q - target) ** 2).mean(-1).sum())
+    torch.testing.assert_close(metrics["train/q_mean"], q[:, 1].mean())  # the running option's, as without the flag
 
 
 def test_soft_option_critic_policy_gradient_reaches_only_the_running_options_head():

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from rlrun import losses
-from rlrun.losses import epsilon_greedy_value, intra_option_pg_loss, option_target, termination_loss
+from rlrun.losses import (epsilon_greedy_value, every_option_target, intra_option_pg_loss, option_target,
+                          termination_loss)
 from rlrun.nets import MLPSpec, OptionPolicies, TanhGaussianActor, tanh_gaussian_log_prob
 
 
@@ -124,6 +125,14 @@ def test_epsilon_greedy_value_and_option_target_by_hand():
     # with an ε-greedy V(s') = 3.0 instead: U = 0.75·2 + 0.25·3 = 2.25; G = 1 + 0.5·2.25
     args["v_next"] = torch.tensor([3.0])
     assert torch.allclose(option_target(terminal=torch.tensor([0.0]), **args), torch.tensor([2.125]))
+
+
+def test_every_option_target_by_hand():
+    """Each option's own U(s', ω): ω0 0.5·2 + 0.5·4 = 3, ω1 0.75·4 + 0.25·4 = 4; G = 1 + 0.5 U."""
+    args = dict(reward=torch.tensor([1.0]), beta_next=torch.tensor([[0.5, 0.25]]), q_next=torch.tensor([[2.0, 4.0]]),
+                v_next=torch.tensor([4.0]), gamma=0.5)
+    assert torch.allclose(every_option_target(terminal=torch.tensor([0.0]), **args), torch.tensor([[2.5, 3.0]]))
+    assert torch.allclose(every_option_target(terminal=torch.tensor([1.0]), **args), torch.tensor([[1.0, 1.0]]))
 
 
 def test_termination_gradient_by_hand():
