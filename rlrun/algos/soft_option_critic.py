@@ -11,14 +11,14 @@ On replay batches (s, ω, a, r, s', d), with a'_ω ~ π_ω(·|s') and ã ~ π_ω
   policies:     E[α log π_ω(ã|s) − min_i Q_U,i(s, ω, ã)]   (intra-option gradient, reparameterized)
   terminations: E[β_ω(s') (Q̄_Ω(s', ω) − V_Ω(s') + ξ)(1 − d)]   (termination gradient)
   temperature:  −E[log α (log π_ω(ã|s) − act_dim)]
-With `critic_every_option` the critics fit every option's Q_U(s, ω', a) at the transition's action
-on its own G_ω' (intra-option value learning, Sutton, Precup and Singh 1999): Q_U conditions on the
-action, so one transition is evidence for every option, not only for the one that chose it.
 with target critics Q̄_U following by Polyak averaging (rate τ). The paper's intra-option policy
 gradient E[∇ log π_ω(a|s) Q_U(s, ω, a)] is the gradient of E_a~π_ω[Q_U(s, ω, a)]; for continuous
 actions the reparameterized estimator of that same gradient has far lower variance than the
 one-step likelihood-ratio one of `OptionCritic`. The policy over options stays ε-greedy in
 Q_Ω(s, ω) ≈ min_i Q_U,i(s, ω, tanh μ_ω(s)).
+With `critic_every_option` the critics fit every option's Q_U(s, ω', a) at the transition's action
+on its own G_ω' (intra-option value learning, Sutton, Precup and Singh 1999): Q_U conditions on the
+action, so one transition is evidence for every option, not only for the one that chose it.
 """
 
 from __future__ import annotations
