@@ -32,8 +32,7 @@ from torch import Tensor
 from rlrun.algos.base import Batch, adam
 from rlrun.algos.option_critic import OptionCritic, pick
 from rlrun.algos.sac import soft_actor_critic_step
-from rlrun.losses import (critic_mse, epsilon_greedy_value, every_option_target, option_target, sac_actor_loss,
-                          termination_loss)
+from rlrun.losses import critic_mse, epsilon_greedy_value, every_option_target, sac_actor_loss, termination_loss
 from rlrun.nets import CriticEnsemble, MLPSpec, frozen
 
 
@@ -46,7 +45,8 @@ class SoftOptionCritic(OptionCritic):
                  termination_lr: float = 3e-4, alpha_lr: float = 3e-4, init_alpha: float = 1.0,
                  autotune_alpha: bool = True, target_entropy: float | None = None, num_critics: int = 2,
                  termination_reg: float = 0.01, epsilon_start: float = 1.0, epsilon_end: float = 0.05,
-                 epsilon_decay_steps: int = 20_000, stats_rate: float = 0.001, critic_every_option: bool = False) -> None:
+                 epsilon_decay_steps: int = 20_000, stats_rate: float = 0.001,
+                 critic_every_option: bool = False) -> None:
         self.num_critics, self.tau, self.autotune_alpha = num_critics, tau, autotune_alpha
         self.critic_every_option = critic_every_option
         super().__init__(obs_dim, act_dim, False, network, device, n_options, gamma, critic_lr, actor_lr,
@@ -91,15 +91,14 @@ class SoftOptionCritic(OptionCritic):
         q = self.critic_target(self.with_options(next_obs), act).min(0).values  # (n, B, K) -> (B, K)
         return q - self.alpha * log_prob
 
-    def critic_loss(self, batch: Batch, beta_all: Tensor, q_next: Tensor, v_next: Tensor) -> tuple[Tensor, Tensor]:
-        """Σ_i MSE of Q_U,i(s, ω, a) against G, for the running option ω, or for every option
-        (`critic_every_option`); returns it and the running option's Q_U (n, B)."""
+    def critic_loss(self, batch: Batch, obs_option: Tensor, beta_all: Tensor, q_next: Tensor,
+                    v_next: Tensor) -> tuple[Tensor, Tensor]:
+        """Σ_i MSE of Q_U,i(s, ω, a) against G_ω, for the running option ω (obs_option: s beside its
+        one-hot), or for every option (`critic_every_option`); returns it and the running option's Q_U (n, B)."""
+        target = every_option_target(batch.rew, batch.terminal, beta_all.detach(), q_next, v_next, self.gamma)  # (B, K)
         if not self.critic_every_option:
-            target = option_target(batch.rew, batch.terminal, pick(beta_all, batch.option).detach(), q_next, v_next,
-                                   batch.option, self.gamma)
-            q = self.critic(self.with_option(batch.obs, batch.option), batch.act)  # (n, B)
-            return critic_mse(q, target), q
-        target = every_option_target(batch.rew, batch.terminal, beta_all.detach(), q_next, v_next, self.gamma)
+            q = self.critic(obs_option, batch.act)  # (n, B)
+            return critic_mse(q, pick(target, batch.option)), q
         q_all = self.critic(self.with_options(batch.obs), batch.act.unsqueeze(1))  # (B, K, O+K), (B, 1, A) -> (n, B, K)
         q = q_all.gather(2, batch.option.view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(2)  # (n, B, K) -> (n, B)
         return critic_mse(q_all.flatten(1), target.flatten()), q  # (n, B, K) -> (n, B·K)
@@ -110,11 +109,12 @@ class SoftOptionCritic(OptionCritic):
         q_next = self.soft_option_values(batch.next_obs)  # (B, K)
         beta_all = self.beta(batch.next_obs)  # (B, K)
         v_next = epsilon_greedy_value(q_next, self.epsilon)  # (B, K) -> (B,)
-        critic, q = self.critic_loss(batch, beta_all, q_next, v_next)
+        obs_option = self.with_option(batch.obs, batch.option)
+        critic, q = self.critic_loss(batch, obs_option, beta_all, q_next, v_next)
         advantage_next = pick(q_next, batch.option) - v_next
         term = termination_loss(pick(beta_all, batch.option), advantage_next, self.xi, batch.terminal)
         act, log_prob = self.policies.rsample(batch.obs, batch.option)  # (B, A), (B,): the running option's
-        q_pi = frozen(self.critic, self.with_option(batch.obs, batch.option), act).min(0).values  # (n, B) -> (B,)
+        q_pi = frozen(self.critic, obs_option, act).min(0).values  # (n, B) -> (B,)
         policy = sac_actor_loss(self.alpha, log_prob, q_pi)
         metrics = {"train/q_mean": q.detach().mean(), "train/termination_loss": term.detach(),
                    "train/policy_loss": policy.detach(), "train/advantage": advantage_next.mean()}
