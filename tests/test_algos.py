@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from rlrun import checkpoint
 from rlrun.algos.base import Batch
 from rlrun.build import make_algo, make_source
 from rlrun.data.online import Spaces
+from rlrun.data.replay import ReplayBuffer
 from rlrun.losses import soft_update, temperature_loss
 
 from conftest import make_cfg
@@ -361,3 +364,17 @@ def test_env_reward_scale_reaches_learning_batches_only():
     assert torch.allclose(source.latest().rew, stored[-1:] * 0.1)
     batch = source.sample(64)
     assert torch.isin(batch.rew, stored * 0.1).all()
+
+
+def test_replay_state_holds_the_stored_rows_only():
+    """A checkpoint's replay grows with the transitions stored, not with the preallocated capacity."""
+    replay = ReplayBuffer(100_000, 39, (28,), torch.float32, torch.device("cpu"))
+    for i in range(10):
+        replay.add(np.full(39, i), np.zeros(28), float(i), np.full(39, i + 1), False, i == 9)
+    buf = io.BytesIO()
+    torch.save(replay.state_dict(), buf)
+    assert buf.tell() < 50_000  # the whole capacity would be about 43 MB
+    fresh = ReplayBuffer(100_000, 39, (28,), torch.float32, torch.device("cpu"))
+    buf.seek(0)
+    fresh.load_state_dict(torch.load(buf, weights_only=False))
+    assert fresh.size == 10 and torch.equal(fresh.chronological()["next_obs"], replay.chronological()["next_obs"])

@@ -71,7 +71,9 @@ class ReplayBuffer:
             start = end + 1
 
     def state_dict(self) -> dict:
-        return {"ptr": self.ptr, "size": self.size, "data": {k: v[: self.size].cpu() for k, v in self.data.items()}}
+        # A copy of the stored rows only: torch.save of a view would write the whole preallocated storage.
+        return {"ptr": self.ptr, "size": self.size,
+                "data": {k: v[: self.size].to("cpu", copy=True) for k, v in self.data.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.ptr, self.size = state["ptr"], state["size"]
