@@ -23,6 +23,7 @@ from tqdm import tqdm
 from rlrun import __version__, checkpoint, video
 from rlrun.algos.base import Algorithm
 from rlrun.data.online import play
+from rlrun.errors import UserError
 from rlrun.logger import Logger
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,13 @@ class Trainer:
         self.step, self.last_eval = state["step"], state["last_eval"]
 
     def save(self) -> Path:
-        return checkpoint.save(self.run_dir / "checkpoints", self.step, self.state_dict(), self.s.keep_checkpoints)
+        ckpt_dir = self.run_dir / "checkpoints"
+        try:
+            return checkpoint.save(ckpt_dir, self.step, self.state_dict(), self.s.keep_checkpoints)
+        except OSError as e:
+            raise UserError(f"cannot write the step {self.step} checkpoint to {ckpt_dir} ({e.strerror or e}); the "
+                            f"checkpoints already there are intact: free disk space, then continue with "
+                            f"`rlrun resume={self.run_dir}`.") from e
 
     # --- the loop ----------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:

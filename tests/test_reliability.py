@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -142,6 +143,22 @@ def test_signal_saves_checkpoint_and_exits_nonzero(tmp_path, sig):
     state = checkpoint.read(run_dir / "checkpoints" / "last.pt")
     assert state["step"] > 0
     assert f"signal {int(sig)}: checkpoint written at step {state['step']}" in err
+
+
+def test_full_disk_at_a_checkpoint_is_a_clear_error_and_keeps_the_older_ones(tmp_path):
+    """A file-size limit makes the OS refuse the write, as a full disk does: step 500's checkpoint
+    (about 115 kB) fits under it, step 1000's (about 136 kB) does not."""
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "rlrun.cli", *ONLINE, "trainer.eval_every=1000", "trainer.checkpoint_every=500",
+            "trainer.total_steps=1500", f"hydra.run.dir={run_dir}"]
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (125_000, 125_000))  # noqa: E731
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "cannot write the step 1000 checkpoint" in result.stderr and f"resume={run_dir}" in result.stderr
+    assert "Traceback" not in result.stderr
+    ckpt_dir = run_dir / "checkpoints"
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["last.pt", "step_500.pt"]  # no partial temp file
+    assert checkpoint.load_latest(ckpt_dir)[0]["step"] == 500
 
 
 def test_runs_in_the_same_second_get_distinct_directories(tmp_path):
