@@ -78,6 +78,13 @@ def test_sigkill_at_random_steps_then_resume_is_bit_identical(tmp_path, args, pe
     assert_identical(final_weights(straight), final_weights(killed))
 
 
+def test_temp_files_of_a_killed_writer_are_removed_by_the_next_save(tmp_path):
+    checkpoint.save(tmp_path, 1, {"step": 1}, keep=3)
+    (tmp_path / ".step_2.pt.tmp999999").write_bytes(b"partial")  # what a kill -9 mid-write leaves
+    checkpoint.save(tmp_path, 2, {"step": 2}, keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "step_1.pt", "step_2.pt"]
+
+
 def test_damaged_checkpoints_fall_back_to_newest_good(tmp_path, caplog):
     for step in (1, 2, 3):
         checkpoint.save(tmp_path, step, {"step": step}, keep=3)
