@@ -85,15 +85,15 @@ def step_files(ckpt_dir: Path) -> list[tuple[int, Path]]:
 
 
 def save(ckpt_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
-    """Write step_<step>.pt and last.pt atomically, then drop all but the newest `keep` step files."""
+    """Write last.pt, then step_<step>.pt, atomically; then drop all but the newest `keep` step files."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(state, buf)
     payload = buf.getvalue()
     data = MAGIC + hashlib.sha256(payload).digest() + payload
     path = ckpt_dir / f"step_{step}.pt"
+    _write_atomic(ckpt_dir / "last.pt", data)  # first: if the second write fails, last.pt is still the newest
     _write_atomic(path, data)
-    _write_atomic(ckpt_dir / "last.pt", data)
     for _, old in step_files(ckpt_dir)[keep:]:
         old.unlink(missing_ok=True)
     for stale in ckpt_dir.glob(".*.pt.tmp*"):  # left by a process killed mid-write
