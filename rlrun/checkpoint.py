@@ -96,9 +96,9 @@ def save(ckpt_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
     _write_atomic(path, data)
     for _, old in step_files(ckpt_dir)[keep:]:
         old.unlink(missing_ok=True)
-    for stale in ckpt_dir.glob(".*.pt.tmp*"):  # left by a process killed mid-write
-        if not stale.name.endswith(f".tmp{os.getpid()}"):
-            stale.unlink(missing_ok=True)
+    # _write_atomic has renamed or removed its own temp files by now: any left came from a killed writer
+    for stale in ckpt_dir.glob(".*.pt.tmp*"):
+        stale.unlink(missing_ok=True)
     return path
 
 
