@@ -21,8 +21,10 @@ from conftest import make_cfg
 CONTINUOUS = Spaces(obs_dim=5, act_dim=3, discrete=False)
 DISCRETE = Spaces(obs_dim=4, act_dim=2, discrete=True)
 ALGOS = {"sac": CONTINUOUS, "cql": CONTINUOUS, "option_critic": DISCRETE, "option_critic-box": CONTINUOUS,
-         "soft_option_critic": CONTINUOUS, "soft_option_critic-every": CONTINUOUS}
-VARIANTS = {"soft_option_critic-every": ["algo.critic_every_option=true"]}
+         "soft_option_critic": CONTINUOUS, "soft_option_critic-every": CONTINUOUS,
+         "soft_option_critic-symlog": CONTINUOUS}
+VARIANTS = {"soft_option_critic-every": ["algo.critic_every_option=true"],
+            "soft_option_critic-symlog": ["algo.critic_every_option=true", "algo.critic_symlog=true"]}
 N_OPTIONS = 3
 
 
@@ -328,6 +330,20 @@ def test_soft_option_critic_fits_every_options_critic_by_hand():
     q = algo.critic(torch.cat([batch.obs.expand(3, -1), torch.eye(3)], -1), batch.act.expand(3, -1))  # (2 critics, 3)
     torch.testing.assert_close(critic_loss, ((q - target) ** 2).mean(-1).sum())
     torch.testing.assert_close(metrics["train/q_mean"], q[:, 1].mean())  # the running option's, as without the flag
+
+
+def test_soft_option_critic_symlog_critics_regress_symlog_of_the_target_by_hand():
+    """critic_symlog: the head predicts symlog Q_U, forward returns Q_U = symexp(head), and the loss is
+    the squared error between symlog Q_U and symlog G_ω (a target of e^4 − 1 ≈ 53.6 counts as 4)."""
+    algo = build("soft_option_critic-symlog", CONTINUOUS)
+    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.ones(1), option=torch.tensor([1]),
+                                                  rew=torch.full((1,), math.exp(4.0) - 1.0))
+    with torch.no_grad():
+        algo.critic.head.weight.zero_()
+        algo.critic.head.bias.fill_(2.0)  # every Q_U = e^2 − 1
+    critic_loss, *_, metrics = algo.losses(batch)
+    torch.testing.assert_close(critic_loss, torch.tensor(2 * (2.0 - 4.0) ** 2))  # 2 critics, 3 options, all (2 − 4)²
+    torch.testing.assert_close(metrics["train/q_mean"], torch.tensor(math.exp(2.0) - 1.0))
 
 
 def test_soft_option_critic_policy_gradient_reaches_only_the_running_options_head():

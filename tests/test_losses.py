@@ -26,6 +26,16 @@ def test_critic_mse_sums_members_and_averages_batch():
     assert losses.critic_mse(q, target).item() == 2.5
 
 
+def test_symlog_mse_by_hand_and_symexp_inverts_symlog():
+    q = torch.tensor([[math.e - 1.0, 0.0], [-(math.e - 1.0), 0.0]])  # symlog: [[1, 0], [-1, 0]]
+    target = torch.tensor([math.exp(3.0) - 1.0, 0.0])  # symlog: [3, 0]
+    # member 0: ((1 - 3)^2 + 0) / 2 = 2; member 1: ((-1 - 3)^2 + 0) / 2 = 8
+    torch.testing.assert_close(losses.symlog_mse(q, target), torch.tensor(10.0))
+    x = torch.tensor([-500.0, -2.0, 0.0, 0.3, 900.0])
+    torch.testing.assert_close(losses.symexp(losses.symlog(x)), x)
+    assert torch.isfinite(losses.symexp(torch.tensor(1e4)))  # capped, not inf
+
+
 def test_temperature_loss_by_hand():
     log_alpha = torch.tensor(math.log(2.0), requires_grad=True)
     log_prob = torch.tensor([-1.0, -3.0])

@@ -32,7 +32,8 @@ from torch import Tensor
 from rlrun.algos.base import Batch, adam
 from rlrun.algos.option_critic import OptionCritic, pick
 from rlrun.algos.sac import soft_actor_critic_step
-from rlrun.losses import critic_mse, epsilon_greedy_value, every_option_target, sac_actor_loss, termination_loss
+from rlrun.losses import (critic_mse, epsilon_greedy_value, every_option_target, sac_actor_loss, symlog_mse,
+                          termination_loss)
 from rlrun.nets import CriticEnsemble, MLPSpec, frozen
 
 
@@ -46,9 +47,10 @@ class SoftOptionCritic(OptionCritic):
                  autotune_alpha: bool = True, target_entropy: float | None = None, num_critics: int = 2,
                  termination_reg: float = 0.01, epsilon_start: float = 1.0, epsilon_end: float = 0.05,
                  epsilon_decay_steps: int = 20_000, stats_rate: float = 0.001,
-                 critic_every_option: bool = False) -> None:
+                 critic_every_option: bool = False, critic_symlog: bool = False) -> None:
         self.num_critics, self.tau, self.autotune_alpha = num_critics, tau, autotune_alpha
-        self.critic_every_option = critic_every_option
+        self.critic_every_option, self.critic_symlog = critic_every_option, critic_symlog
+        self.value_loss = symlog_mse if critic_symlog else critic_mse
         super().__init__(obs_dim, act_dim, False, network, device, n_options, gamma, critic_lr, actor_lr,
                          termination_lr, termination_reg, 0.0, epsilon_start, epsilon_end, epsilon_decay_steps,
                          critic_every=1, target_every=1, stats_rate=stats_rate)
@@ -60,7 +62,8 @@ class SoftOptionCritic(OptionCritic):
     def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device,
                       critic_lr: float) -> None:
         """Q_U(s, ω, a) ensemble (ω enters as a one-hot beside s), its Polyak target and optimizer."""
-        self.critic = CriticEnsemble(obs_dim + self.n_options, act_dim, network, self.num_critics).to(device)
+        self.critic = CriticEnsemble(obs_dim + self.n_options, act_dim, network, self.num_critics,
+                                     symlog_head=self.critic_symlog).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_opt = adam(self.critic.parameters(), lr=critic_lr)
         self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
@@ -98,10 +101,10 @@ class SoftOptionCritic(OptionCritic):
         target = every_option_target(batch.rew, batch.terminal, beta_all.detach(), q_next, v_next, self.gamma)  # (B, K)
         if not self.critic_every_option:
             q = self.critic(obs_option, batch.act)  # (n, B)
-            return critic_mse(q, pick(target, batch.option)), q
+            return self.value_loss(q, pick(target, batch.option)), q
         q_all = self.critic(self.with_options(batch.obs), batch.act.unsqueeze(1))  # (B, K, O+K), (B, 1, A) -> (n, B, K)
         q = q_all.gather(2, batch.option.view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(2)  # (n, B, K) -> (n, B)
-        return critic_mse(q_all.flatten(1), target.flatten()), q  # (n, B, K) -> (n, B·K)
+        return self.value_loss(q_all.flatten(1), target.flatten()), q  # (n, B, K) -> (n, B·K)
 
     def losses(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """Critic, intra-option policy and termination losses, log π of the fresh actions (B,) and
