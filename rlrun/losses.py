@@ -18,21 +18,12 @@ def critic_mse(q: Tensor, target: Tensor) -> Tensor:
     return ((q - target.unsqueeze(0)) ** 2).mean(-1).sum()
 
 
-def symlog(x: Tensor) -> Tensor:
-    """sign(x) log(1 + |x|): compresses large magnitudes, near the identity around 0."""
-    return torch.sign(x) * torch.log1p(x.abs())
-
-
-def symexp(x: Tensor) -> Tensor:
-    """The inverse of `symlog`, sign(x)(e^|x| − 1); |x| is capped at 80 so that fp32 cannot overflow."""
-    return torch.sign(x) * torch.expm1(x.abs().clamp(max=80.0))
-
-
-def symlog_mse(q: Tensor, target: Tensor) -> Tensor:
-    """`critic_mse` between symlog(Q) and symlog(target) (Hafner et al., "Mastering Diverse Domains
-    through World Models", 2023): a rare return of hundreds weighs about as much as one of a few units;
+def critic_huber_loss(q: Tensor, target: Tensor, delta: float) -> Tensor:
+    """`critic_mse` with each TD error e counted as e² for |e| ≤ δ and 2δ|e| − δ² beyond (twice the
+    Huber loss): the same as the squared error near the target, linear for rare large errors;
     q (n, B), target (B,)."""
-    return critic_mse(symlog(q), symlog(target))
+    err = q - target.unsqueeze(0)
+    return (2.0 * torch.nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none", delta=delta)).mean(-1).sum()
 
 
 def sac_actor_loss(alpha: Tensor, log_prob: Tensor, q_pi: Tensor) -> Tensor:

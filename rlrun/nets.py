@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rlrun.losses import symexp
-
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -76,11 +74,10 @@ class EnsembleLinear(nn.Module):
 class CriticEnsemble(nn.Module):
     """`n` Q(s, a) networks evaluated together; forward returns (n, *batch)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, spec: MLPSpec, n: int = 2, symlog_head: bool = False) -> None:
-        """symlog_head: the head predicts symlog Q and forward returns Q = symexp(head)."""
+    def __init__(self, obs_dim: int, act_dim: int, spec: MLPSpec, n: int = 2) -> None:
         super().__init__()
         dims = [obs_dim + act_dim, *spec.hidden_sizes]
-        self.n, self.symlog_head = n, symlog_head
+        self.n = n
         self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
         self.norms = nn.ModuleList(
             nn.LayerNorm(o) if spec.layer_norm else nn.Identity() for o in spec.hidden_sizes)
@@ -113,8 +110,7 @@ class CriticEnsemble(nn.Module):
         x = self.act(self.norms[0](x))
         for layer, norm in zip(self.hidden[1:], self.norms[1:]):
             x = self.act(norm(layer(x)))
-        q = self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)
-        return symexp(q) if self.symlog_head else q
+        return self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)
 
 
 def frozen(module: nn.Module, *args: Tensor) -> Tensor:

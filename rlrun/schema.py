@@ -225,8 +225,8 @@ class SoftOptionCriticConfig(SoftActorCriticSettings, OptionSettings):
     """Learning rate of the termination functions."""
     critic_every_option: bool = False
     """Fit Q_U(s, option, a) of every option on each transition (intra-option value learning), not only the running option's."""
-    critic_symlog: bool = False
-    """Critics regress symlog of their targets, so rare large returns do not swamp the precision of small ones."""
+    critic_huber: float = 0.0
+    """Huber threshold of the critics' TD errors (squared below it, linear above); 0 keeps the squared error."""
 
 
 @dataclass

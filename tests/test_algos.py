@@ -22,9 +22,9 @@ CONTINUOUS = Spaces(obs_dim=5, act_dim=3, discrete=False)
 DISCRETE = Spaces(obs_dim=4, act_dim=2, discrete=True)
 ALGOS = {"sac": CONTINUOUS, "cql": CONTINUOUS, "option_critic": DISCRETE, "option_critic-box": CONTINUOUS,
          "soft_option_critic": CONTINUOUS, "soft_option_critic-every": CONTINUOUS,
-         "soft_option_critic-symlog": CONTINUOUS}
+         "soft_option_critic-huber": CONTINUOUS}
 VARIANTS = {"soft_option_critic-every": ["algo.critic_every_option=true"],
-            "soft_option_critic-symlog": ["algo.critic_every_option=true", "algo.critic_symlog=true"]}
+            "soft_option_critic-huber": ["algo.critic_every_option=true", "algo.critic_huber=1.0"]}
 N_OPTIONS = 3
 
 
@@ -332,18 +332,16 @@ def test_soft_option_critic_fits_every_options_critic_by_hand():
     torch.testing.assert_close(metrics["train/q_mean"], q[:, 1].mean())  # the running option's, as without the flag
 
 
-def test_soft_option_critic_symlog_critics_regress_symlog_of_the_target_by_hand():
-    """critic_symlog: the head predicts symlog Q_U, forward returns Q_U = symexp(head), and the loss is
-    the squared error between symlog Q_U and symlog G_ω (a target of e^4 − 1 ≈ 53.6 counts as 4)."""
-    algo = build("soft_option_critic-symlog", CONTINUOUS)
+def test_soft_option_critic_huber_critics_count_large_errors_linearly_by_hand():
+    """critic_huber = δ: a TD error e beyond δ counts 2δ|e| − δ² (δ = 1, every Q_U set to 2, G = 7: 2·5 − 1 = 9)."""
+    algo = build("soft_option_critic-huber", CONTINUOUS)
     batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.ones(1), option=torch.tensor([1]),
-                                                  rew=torch.full((1,), math.exp(4.0) - 1.0))
+                                                  rew=torch.full((1,), 7.0))
     with torch.no_grad():
         algo.critic.head.weight.zero_()
-        algo.critic.head.bias.fill_(2.0)  # every Q_U = e^2 − 1
-    critic_loss, *_, metrics = algo.losses(batch)
-    torch.testing.assert_close(critic_loss, torch.tensor(2 * (2.0 - 4.0) ** 2))  # 2 critics, 3 options, all (2 − 4)²
-    torch.testing.assert_close(metrics["train/q_mean"], torch.tensor(math.exp(2.0) - 1.0))
+        algo.critic.head.bias.fill_(2.0)
+    critic_loss, *_ = algo.losses(batch)
+    torch.testing.assert_close(critic_loss, torch.tensor(2 * 9.0))  # 2 critics, each the mean of 9 over 3 options
 
 
 def test_soft_option_critic_policy_gradient_reaches_only_the_running_options_head():

@@ -26,14 +26,13 @@ def test_critic_mse_sums_members_and_averages_batch():
     assert losses.critic_mse(q, target).item() == 2.5
 
 
-def test_symlog_mse_by_hand_and_symexp_inverts_symlog():
-    q = torch.tensor([[math.e - 1.0, 0.0], [-(math.e - 1.0), 0.0]])  # symlog: [[1, 0], [-1, 0]]
-    target = torch.tensor([math.exp(3.0) - 1.0, 0.0])  # symlog: [3, 0]
-    # member 0: ((1 - 3)^2 + 0) / 2 = 2; member 1: ((-1 - 3)^2 + 0) / 2 = 8
-    torch.testing.assert_close(losses.symlog_mse(q, target), torch.tensor(10.0))
-    x = torch.tensor([-500.0, -2.0, 0.0, 0.3, 900.0])
-    torch.testing.assert_close(losses.symexp(losses.symlog(x)), x)
-    assert torch.isfinite(losses.symexp(torch.tensor(1e4)))  # capped, not inf
+def test_critic_huber_is_the_squared_error_near_the_target_and_linear_beyond_delta():
+    q = torch.tensor([[0.5, 3.0], [-0.2, -4.0]])
+    target = torch.tensor([0.0, 0.0])
+    # δ = 1: member 0: (0.25 + (2·3 − 1)) / 2 = 2.625; member 1: (0.04 + (2·4 − 1)) / 2 = 3.52
+    torch.testing.assert_close(losses.critic_huber_loss(q, target, delta=1.0), torch.tensor(2.625 + 3.52))
+    small = torch.tensor([[0.3, -0.1]])
+    torch.testing.assert_close(losses.critic_huber_loss(small, target, delta=1.0), losses.critic_mse(small, target))
 
 
 def test_temperature_loss_by_hand():

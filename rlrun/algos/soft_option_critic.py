@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -32,7 +33,7 @@ from torch import Tensor
 from rlrun.algos.base import Batch, adam
 from rlrun.algos.option_critic import OptionCritic, pick
 from rlrun.algos.sac import soft_actor_critic_step
-from rlrun.losses import (critic_mse, epsilon_greedy_value, every_option_target, sac_actor_loss, symlog_mse,
+from rlrun.losses import (critic_huber_loss, critic_mse, epsilon_greedy_value, every_option_target, sac_actor_loss,
                           termination_loss)
 from rlrun.nets import CriticEnsemble, MLPSpec, frozen
 
@@ -47,10 +48,10 @@ class SoftOptionCritic(OptionCritic):
                  autotune_alpha: bool = True, target_entropy: float | None = None, num_critics: int = 2,
                  termination_reg: float = 0.01, epsilon_start: float = 1.0, epsilon_end: float = 0.05,
                  epsilon_decay_steps: int = 20_000, stats_rate: float = 0.001,
-                 critic_every_option: bool = False, critic_symlog: bool = False) -> None:
+                 critic_every_option: bool = False, critic_huber: float = 0.0) -> None:
         self.num_critics, self.tau, self.autotune_alpha = num_critics, tau, autotune_alpha
-        self.critic_every_option, self.critic_symlog = critic_every_option, critic_symlog
-        self.value_loss = symlog_mse if critic_symlog else critic_mse
+        self.critic_every_option = critic_every_option
+        self.value_loss = partial(critic_huber_loss, delta=critic_huber) if critic_huber > 0 else critic_mse
         super().__init__(obs_dim, act_dim, False, network, device, n_options, gamma, critic_lr, actor_lr,
                          termination_lr, termination_reg, 0.0, epsilon_start, epsilon_end, epsilon_decay_steps,
                          critic_every=1, target_every=1, stats_rate=stats_rate)
@@ -62,8 +63,7 @@ class SoftOptionCritic(OptionCritic):
     def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device,
                       critic_lr: float) -> None:
         """Q_U(s, ω, a) ensemble (ω enters as a one-hot beside s), its Polyak target and optimizer."""
-        self.critic = CriticEnsemble(obs_dim + self.n_options, act_dim, network, self.num_critics,
-                                     symlog_head=self.critic_symlog).to(device)
+        self.critic = CriticEnsemble(obs_dim + self.n_options, act_dim, network, self.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_opt = adam(self.critic.parameters(), lr=critic_lr)
         self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
