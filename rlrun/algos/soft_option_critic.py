@@ -19,6 +19,8 @@ Q_Ω(s, ω) ≈ min_i Q_U,i(s, ω, tanh μ_ω(s)).
 With `critic_every_option` the critics fit every option's Q_U(s, ω', a) at the transition's action
 on its own G_ω' (intra-option value learning, Sutton, Precup and Singh 1999): Q_U conditions on the
 action, so one transition is evidence for every option, not only for the one that chose it.
+With `critic_huber` = δ > 0 a critic's TD error e beyond δ counts 2δ|e| − δ² instead of e² (twice the
+Huber loss): the same near the target, linear for the rare large errors of a lucky episode.
 """
 
 from __future__ import annotations
