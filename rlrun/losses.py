@@ -22,8 +22,8 @@ def critic_huber_loss(q: Tensor, target: Tensor, delta: float) -> Tensor:
     """`critic_mse` with each TD error e counted as e² for |e| ≤ δ and 2δ|e| − δ² beyond (twice the
     Huber loss): the same as the squared error near the target, linear for rare large errors;
     q (n, B), target (B,)."""
-    err = q - target.unsqueeze(0)
-    return (2.0 * torch.nn.functional.huber_loss(err, torch.zeros_like(err), reduction="none", delta=delta)).mean(-1).sum()
+    huber = torch.nn.functional.huber_loss(q, target.unsqueeze(0).expand_as(q), reduction="none", delta=delta)  # (n, B)
+    return 2.0 * huber.mean(-1).sum()
 
 
 def sac_actor_loss(alpha: Tensor, log_prob: Tensor, q_pi: Tensor) -> Tensor:
