@@ -8,7 +8,9 @@ Variants: fp32, bf16 autocast (device.amp), torch.compile (device.compile), and 
 CUDA graphs. d3rlpy runs from bench/.venv-d3rlpy (`make bench` creates it; its gymnasium pin
 conflicts with ours), once as it comes and once with rlrun's allocator setting
 (device.keep_freed_memory, passed as GLIBC_TUNABLES). FLOP utilization = analytic matmul FLOPs per update × updates/s ÷ the
-measured matmul peak of the device in that precision.
+measured matmul peak of the device in that precision (on CPU fp32, the faster of torch's BLAS and oneDNN).
+`--cpu-matmul` picks rlrun's CPU fp32 critic matmuls as `device.cpu_matmul` does (default auto); when
+oneDNN is chosen, a "fp32 blas" row times rlrun on torch's BLAS in the same run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from rlrun import onednn
 from rlrun.accel import MMAP_THRESHOLD, TRIM_THRESHOLD, accelerate, keep_freed_memory
 from rlrun.algos.base import Batch
 from rlrun.algos.cql import CQL
@@ -58,22 +61,33 @@ def update_flops(algo: str, obs: int, act: int, hidden: list[int], n_critics: in
     return float(total)
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 3.0) -> float:
-    a = torch.randn(2048, 2048, device=device, dtype=dtype)
-    b = torch.randn(2048, 2048, device=device, dtype=dtype)
+def flop_rate(fn, flops: float, sync, seconds: float = 3.0) -> float:
     for _ in range(3):
-        a @ b
+        fn()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        a @ b
+        fn()
         count += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * 2048**3 * count / (time.perf_counter() - start)
+    sync()
+    return flops * count / (time.perf_counter() - start)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    a = torch.randn(2048, 2048, device=device, dtype=dtype)
+    b = torch.randn(2048, 2048, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    peak = flop_rate(lambda: a @ b, 2 * 2048**3, sync)
+    if device.type == "cpu" and dtype == torch.float32 and onednn.available():
+        x, w = torch.randn(4096, 256), torch.randn(256, 256)  # oneDNN on the critics' own shape
+        peak = max(peak, flop_rate(lambda: onednn.mm_t(x, w), 2 * 4096 * 256 * 256, sync))
+    return peak
 
 
 def rlrun_rate(algo: str, cfg: str, device: torch.device, amp: bool, compile: bool, graphs: bool,
-               seconds: float) -> float:
+               seconds: float, use_onednn: bool = False) -> float:
+    onednn.use("onednn" if use_onednn else "blas")
+    if compile or graphs:
+        torch._dynamo.reset()  # each variant builds new modules and optimizers: compile afresh, not against old guards
     obs, act, hidden = CONFIGS[cfg]
     torch.manual_seed(0)
     cls, extra = (CQL, {"n_actions": N_ACTIONS, "backup_entropy": False}) if algo == "cql" else (SAC, {})
@@ -116,13 +130,16 @@ def main() -> None:
     p.add_argument("--algos", nargs="+", default=["cql", "sac"])
     p.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    p.add_argument("--cpu-matmul", choices=["auto", "onednn", "blas"], default="auto",
+                   help="rlrun's CPU fp32 critic matmuls (device.cpu_matmul)")
     p.add_argument("--glibc-default", action="store_true",
                    help="leave glibc's allocator as it is (rlrun's device.keep_freed_memory=false)")
     args = p.parse_args()
     if not args.glibc_default:
         keep_freed_memory()  # what `rlrun` does by default
+    cpu_onednn = onednn.use(args.cpu_matmul)
     print(f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · torch {torch.__version__} · "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads · CPU fp32 critic matmuls: {'oneDNN' if cpu_onednn else 'BLAS'}")
     for dev_name in args.devices:
         device = torch.device(dev_name)
         peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
@@ -134,13 +151,15 @@ def main() -> None:
             for algo in args.algos:
                 base = d3rlpy_rate(algo, cfg, device, args.seconds, keep_memory=False)
                 tuned = d3rlpy_rate(algo, cfg, device, args.seconds, keep_memory=True)
-                variants = [("fp32", False, False, False), ("bf16", True, False, False)]
+                on = cpu_onednn and device.type == "cpu"
+                variants = [("fp32", False, False, False, on)] + ([("fp32 blas", False, False, False, False)] if on else [])
+                variants += [("bf16", True, False, False, on)]
                 if not args.no_compile:
-                    variants += [("fp32+compile", False, True, False), ("bf16+compile", True, True, False)]
+                    variants += [("fp32+compile", False, True, False, on), ("bf16+compile", True, True, False, on)]
                 if device.type == "cuda":
-                    variants += [("fp32+graphs", False, True, True), ("bf16+graphs", True, True, True)]
-                for name, amp, comp, graphs in variants:
-                    rate = rlrun_rate(algo, cfg, device, amp, comp, graphs, args.seconds)
+                    variants += [("fp32+graphs", False, True, True, False), ("bf16+graphs", True, True, True, False)]
+                for name, amp, comp, graphs, use_onednn in variants:
+                    rate = rlrun_rate(algo, cfg, device, amp, comp, graphs, args.seconds, use_onednn)
                     util = update_flops(algo, *CONFIGS[cfg]) * rate / peaks["bf16" if amp else "fp32"]
                     ratio = f"{rate / base:.2f}x" if base else "n/a"
                     d3 = f"{base:.1f}" if base else "not installed"

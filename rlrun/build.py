@@ -16,7 +16,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rlrun import checkpoint, video
+from rlrun import checkpoint, onednn, video
 from rlrun.accel import accelerate, keep_freed_memory
 from rlrun.data import offline
 from rlrun.data.online import EnvSource, Spaces
@@ -68,7 +68,17 @@ def make_device(cfg: DictConfig) -> torch.device:
     if cfg.keep_freed_memory:
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.matmul_precision)
+    if name == "cpu":
+        use_cpu_matmul(cfg.cpu_matmul)
     return torch.device(name)
+
+
+def use_cpu_matmul(choice: str) -> None:
+    if choice not in ("auto", "onednn", "blas"):
+        raise UserError(f"unknown device.cpu_matmul={choice!r}: use auto, onednn or blas.")
+    if choice == "onednn" and not onednn.available():
+        raise UserError("device.cpu_matmul=onednn needs a PyTorch build with oneDNN; use device.cpu_matmul=blas or auto.")
+    log.info("CPU fp32 critic matmuls: %s", "oneDNN" if onednn.use(choice) else "torch's BLAS")
 
 
 def seed_everything(seed: int) -> None:

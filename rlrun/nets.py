@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rlrun import onednn
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -83,6 +85,7 @@ class CriticEnsemble(nn.Module):
             nn.LayerNorm(o) if spec.layer_norm else nn.Identity() for o in spec.hidden_sizes)
         self.head = EnsembleLinear(n, dims[-1], 1)
         self.act = ACTIVATIONS[spec.activation]()
+        self.layer_norm = spec.layer_norm
         if spec.orthogonal_init:
             for layer in self.hidden:
                 layer.orthogonal_(math.sqrt(2))
@@ -94,6 +97,8 @@ class CriticEnsemble(nn.Module):
         The first layer W [s; a] + b is computed as (W_s s + b) + W_a a, so an observation shared
         by many actions (obs (B, 1, O), act (B, N, A)) goes through W_s once, not N times.
         """
+        if onednn.enabled_for(act) and not self.layer_norm:
+            return self._by_member(obs, act)
         if obs.shape[:-1] == act.shape[:-1]:  # one row per action: one matmul on [s; a]
             x = torch.cat([obs, act], -1).reshape(1, -1, obs.shape[-1] + act.shape[-1])  # (*B, O+A) -> (1, B', O+A)
             return self._from_hidden(self.hidden[0](x.expand(self.n, -1, -1)), obs.shape[:-1])
@@ -111,6 +116,28 @@ class CriticEnsemble(nn.Module):
         for layer, norm in zip(self.hidden[1:], self.norms[1:]):
             x = self.act(norm(layer(x)))
         return self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)
+
+
+    def _by_member(self, obs: Tensor, act: Tensor) -> Tensor:
+        """The oneDNN path: one member at a time on feature-major activations (H, rows); same values as forward."""
+        batch_shape = torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1])
+        obs_t = obs.reshape(-1, obs.shape[-1]).T  # (*S, O) -> (O, S')
+        act_t = act.reshape(-1, act.shape[-1]).T.contiguous()  # (*B, A) -> (A, B')
+        q = []
+        for i in range(self.n):
+            first = self.hidden[0]
+            if obs.shape[:-1] == act.shape[:-1]:  # one row per action: [s; a] (O + A, B')
+                x = onednn.linear_t(torch.cat([obs_t, act_t]), first.weight[i], first.bias[i, 0])
+            else:  # W_s s once per state, broadcast over the actions of that state
+                w_obs, w_act = first.weight[i].split([obs.shape[-1], act.shape[-1]])  # (O + A, H) -> (O, H), (A, H)
+                h_obs = onednn.linear_t(obs_t, w_obs, first.bias[i, 0]).view(-1, *obs.shape[:-1])  # (H, *S)
+                h_act = onednn.linear_t(act_t, w_act).view(-1, *act.shape[:-1])  # (H, *B)
+                x = (h_obs + h_act).reshape(h_act.shape[0], -1)  # (H, *B) -> (H, B')
+            x = self.act(x)
+            for layer in self.hidden[1:]:
+                x = self.act(onednn.linear_t(x, layer.weight[i], layer.bias[i, 0]))  # (H, B') -> (H', B')
+            q.append(torch.addmm(self.head.bias[i], self.head.weight[i].T, x))  # (1, H) @ (H, B') -> (1, B')
+        return torch.cat(q).reshape(self.n, *batch_shape)  # n × (1, B') -> (n, *B)
 
 
 def frozen(module: nn.Module, *args: Tensor) -> Tensor:

@@ -45,6 +45,8 @@ class DeviceConfig:
     """CPU threads for torch (0: torch's default)."""
     keep_freed_memory: bool = True
     """Let glibc keep freed tensor memory for reuse instead of unmapping it every step (faster on CPU)."""
+    cpu_matmul: str = "auto"
+    """fp32 critic matmuls on CPU: onednn, blas (torch's default), or auto (time both once at start, keep the faster)."""
 
 
 @dataclass

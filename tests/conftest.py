@@ -14,6 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from minari.data_collector import EpisodeBuffer
 
+from rlrun import onednn
 from rlrun.cli import CONF_DIR, register_resolvers
 from rlrun.schema import register_configs
 
@@ -27,6 +28,14 @@ def minari_store(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.getbasetemp() / "minari"
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
     return root
+
+
+@pytest.fixture(autouse=True)
+def blas_matmul():
+    """Tests start on torch's own CPU matmuls; a run built in-process (device.cpu_matmul) must not leak its choice."""
+    onednn.use("blas")
+    yield
+    onednn.use("blas")
 
 
 def make_cfg(*overrides: str):

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 import torch
 
+from rlrun import onednn
 from rlrun.accel import accelerate
 from rlrun.algos.base import Batch
 from rlrun.build import make_algo
@@ -40,10 +41,15 @@ def run_updates(update, batch, n: int = 3) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("amp,compile,tol", [(False, True, 1e-4), (True, False, 0.1)], ids=["compile", "bf16"])
-def test_accelerated_update_matches_eager_fp32(amp, compile, tol):
+@pytest.mark.parametrize("amp,compile,tol,backend", [
+    (False, True, 1e-4, "blas"), (True, False, 0.1, "blas"),
+    pytest.param(False, True, 1e-4, "onednn", marks=pytest.mark.skipif(not onednn.available(), reason="no oneDNN")),
+], ids=["compile", "bf16", "compile_onednn"])
+def test_accelerated_update_matches_eager_fp32(amp, compile, tol, backend):
+    """With device.cpu_matmul=onednn, the compiled update runs the oneDNN calls as an opaque custom op."""
     import torch._inductor.config
 
+    onednn.use(backend)
     eager_algo, batch = cql_and_batch()
     eager = run_updates(eager_algo.update, batch)
     algo, _ = cql_and_batch()

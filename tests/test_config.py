@@ -98,6 +98,7 @@ def test_preflight_errors(overrides, message):
     (["algo=sac", "env=cartpole"], "SAC does not support discrete actions"),
     (["algo=option_critic", "dataset=door"], "learns online and needs an environment: add env="),
     (["algo=soft_option_critic", "env=cartpole"], "SoftOptionCritic does not support discrete actions"),
+    (["algo=sac", "env=pendulum", "device=cpu", "device.cpu_matmul=fast"], "unknown device.cpu_matmul='fast'"),
 ])
 def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected):
     start = time.time()
@@ -138,6 +139,7 @@ def test_device_auto_falls_back_to_cpu_with_a_log_line(tmp_path):
         pytest.skip("a GPU is present")
     result = rlrun("algo=sac", "env=pendulum", "dry_run=true", cwd=tmp_path, timeout=60)
     assert result.returncode == 0 and "device=auto: using cpu" in result.stdout + result.stderr
+    assert "CPU fp32 critic matmuls: " in result.stdout + result.stderr  # device.cpu_matmul=auto chose and said which
 
 
 def saved_run(tmp_path: Path, edit) -> Path:

@@ -1,12 +1,16 @@
 """The fused CQL critic loss (batched ensemble, one forward pass for all sampled actions) equals a
-plain implementation (one critic at a time, one pass per action set) in value and gradients."""
+plain implementation (one critic at a time, one pass per action set) in value and gradients, with
+torch's BLAS and with the oneDNN critic path; the oneDNN path equals the batched one."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
+
+from rlrun import onednn
 
 from rlrun.algos.base import Batch
 from rlrun.build import make_algo
@@ -39,7 +43,11 @@ def plain_cql_loss(algo, batch, rand_act, pi_act, pi_logp, next_act, next_logp, 
     return total
 
 
-def test_fused_and_plain_cql_losses_and_gradients_agree():
+needs_onednn = pytest.mark.skipif(not onednn.available(), reason="this PyTorch build has no oneDNN")
+
+
+@pytest.mark.parametrize("backend", ["blas", pytest.param("onednn", marks=needs_onednn)])
+def test_fused_and_plain_cql_losses_and_gradients_agree(backend):
     torch.manual_seed(0)
     spaces = Spaces(obs_dim=39, act_dim=28, discrete=False)
     cfg = make_cfg("algo=cql", "dataset=door", "network.hidden_sizes=[64,64,64]")
@@ -52,8 +60,10 @@ def test_fused_and_plain_cql_losses_and_gradients_agree():
     torch.manual_seed(1)
     target_value = algo.target_value(batch.next_obs)
     torch.manual_seed(1)
+    onednn.use(backend)
     fused, _ = algo.critic_loss(batch)
     fused_grads = torch.autograd.grad(fused, list(algo.critic.parameters()))
+    onednn.use("blas")
 
     torch.manual_seed(1)
     algo.target_value(batch.next_obs)  # same draws as inside critic_loss
@@ -85,3 +95,45 @@ def test_critic_with_a_shared_observation_equals_the_repeated_one():
     g_repeated = torch.autograd.grad(repeated.sum(), list(critic.parameters()))
     for a, b in zip(g_shared, g_repeated):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shared_obs", [True, False], ids=["shared_obs", "obs_per_action"])
+def test_onednn_critic_path_equals_the_batched_one(shared_obs):
+    """Values and gradients (parameters and actions) of the per-member oneDNN path match the batched bmm path."""
+    from rlrun.nets import CriticEnsemble, MLPSpec
+
+    torch.manual_seed(0)
+    critic = CriticEnsemble(7, 3, MLPSpec([32, 32]), n=2)
+    obs = torch.randn(6, 1, 7) if shared_obs else torch.randn(6, 5, 7)
+    act, weights = torch.rand(6, 5, 3) * 2 - 1, torch.randn(2, 6, 5)
+    results = []
+    for backend in ("blas", "onednn"):
+        onednn.use(backend)
+        a = act.clone().requires_grad_()
+        q = critic(obs, a)
+        grads = torch.autograd.grad((q * weights).sum(), [a, *critic.parameters()])
+        results.append((q, grads))
+    (q_blas, g_blas), (q_dnn, g_dnn) = results
+    assert q_dnn.shape == (2, 6, 5)
+    torch.testing.assert_close(q_dnn, q_blas, atol=1e-6, rtol=1e-5)
+    for got, want in zip(g_dnn, g_blas):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+@needs_onednn
+def test_onednn_path_stays_off_under_autocast_and_on_other_dtypes():
+    onednn.use("onednn")
+    x = torch.randn(4, 3)
+    assert onednn.enabled_for(x)
+    assert not onednn.enabled_for(x.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not onednn.enabled_for(x)
+    onednn.use("blas")
+    assert not onednn.enabled_for(x)
+
+
+def test_cpu_matmul_choice_is_checked():
+    assert onednn.use("auto") in (True, False)
+    with pytest.raises(ValueError, match="unknown CPU matmul backend"):
+        onednn.use("fast")
