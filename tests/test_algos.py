@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlrun import checkpoint
+from rlrun import checkpoint, onednn
 from rlrun.algos.base import Batch
 from rlrun.build import make_algo, make_source
 from rlrun.data.online import Spaces
@@ -69,8 +69,13 @@ def test_act_shapes_and_range(name):
         assert action.abs().max() <= 1.0
 
 
+BACKENDS = ["blas", pytest.param("onednn", marks=pytest.mark.skipif(not onednn.available(), reason="no oneDNN"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", ALGOS)
-def test_update_returns_prefixed_finite_tensors_and_changes_weights(name):
+def test_update_returns_prefixed_finite_tensors_and_changes_weights(name, backend):
+    onednn.use(backend)  # the critics' CPU matmuls: torch's BLAS or the per-member oneDNN path
     spaces = ALGOS[name]
     algo = build(name, spaces)
     modules = learned_modules(algo)
@@ -84,8 +89,10 @@ def test_update_returns_prefixed_finite_tensors_and_changes_weights(name):
         assert any(not torch.equal(before[m][k], after[m][k]) for k in before[m]), f"{m} did not change"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", ALGOS)
-def test_save_load_gives_identical_actions_and_optimizer_state(name, tmp_path):
+def test_save_load_gives_identical_actions_and_optimizer_state(name, backend, tmp_path):
+    onednn.use(backend)
     spaces = ALGOS[name]
     algo = build(name, spaces, seed=0)
     for _ in range(3):
