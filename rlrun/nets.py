@@ -117,15 +117,13 @@ class CriticEnsemble(nn.Module):
             x = self.act(norm(layer(x)))
         return self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)
 
-
     def _by_member(self, obs: Tensor, act: Tensor) -> Tensor:
         """The oneDNN path: one member at a time on feature-major activations (H, rows); same values as forward."""
         batch_shape = torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1])
         obs_t = obs.reshape(-1, obs.shape[-1]).T  # (*S, O) -> (O, S')
         act_t = act.reshape(-1, act.shape[-1]).T.contiguous()  # (*B, A) -> (A, B')
-        q = []
+        first, q = self.hidden[0], []
         for i in range(self.n):
-            first = self.hidden[0]
             if obs.shape[:-1] == act.shape[:-1]:  # one row per action: [s; a] (O + A, B')
                 x = onednn.linear_t(torch.cat([obs_t, act_t]), first.weight[i], first.bias[i, 0])
             else:  # W_s s once per state, broadcast over the actions of that state
