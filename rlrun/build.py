@@ -54,7 +54,7 @@ def check_config(cfg: DictConfig) -> None:
                         f"trainer.buffer_dataset_id or delete it with `minari delete {cfg.trainer.buffer_dataset_id}`.")
 
 
-def make_device(cfg: DictConfig) -> torch.device:
+def make_device(cfg: DictConfig, resume_state: dict[str, Any] | None = None) -> torch.device:
     name = cfg.name
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -69,16 +69,19 @@ def make_device(cfg: DictConfig) -> torch.device:
         keep_freed_memory()
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     if name == "cpu":
-        use_cpu_matmul(cfg.cpu_matmul)
+        use_cpu_matmul(cfg.cpu_matmul, (resume_state or {}).get("cpu_matmul"))
     return torch.device(name)
 
 
-def use_cpu_matmul(choice: str) -> None:
+def use_cpu_matmul(choice: str, chosen_before: str | None = None) -> None:
+    """device.cpu_matmul; with auto, a resumed run keeps the kernels its start chose, so it continues bit for bit."""
     if choice not in ("auto", "onednn", "blas"):
         raise UserError(f"unknown device.cpu_matmul={choice!r}: use auto, onednn or blas.")
     if choice == "onednn" and not onednn.available():
         raise UserError("device.cpu_matmul=onednn needs a PyTorch build with oneDNN; use device.cpu_matmul=blas or auto.")
-    log.info("CPU fp32 critic matmuls: %s", "oneDNN" if onednn.use(choice) else "torch's BLAS")
+    kept = choice == "auto" and chosen_before in ("blas", "onednn") and (chosen_before == "blas" or onednn.available())
+    on = onednn.use(chosen_before if kept else choice)
+    log.info("CPU fp32 critic matmuls: %s%s", "oneDNN" if on else "torch's BLAS", " (as the run chose at its start)" if kept else "")
 
 
 def seed_everything(seed: int) -> None:
@@ -212,7 +215,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     """Build everything from `cfg` and train; returns the final eval/return_mean."""
     cfg, resume_state = load_resume(cfg, run_dir, overrides)
     check_config(cfg)
-    device = make_device(cfg.device)
+    device = make_device(cfg.device, resume_state)
     seed_everything(cfg.seed)
     if cfg.trainer.eval_video:
         video.default_mujoco_backend()

@@ -73,6 +73,11 @@ def enabled_for(x: Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu"))
 
 
+def current() -> str:
+    """The backend in effect: "onednn" or "blas" (what `use` would be given to choose it again)."""
+    return "onednn" if _state["on"] else "blas"
+
+
 def _seconds(fn, repeats: int = 5) -> float:
     fn()
     start = time.perf_counter()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rlrun import __version__, checkpoint, video
+from rlrun import __version__, checkpoint, onednn, video
 from rlrun.algos.base import Algorithm
 from rlrun.data.online import play
 from rlrun.errors import UserError
@@ -99,7 +99,8 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"version": __version__, "step": self.step, "config": self.config, "algo": checkpoint.collect(self.algo),
-                "source": self.source.state_dict(), "rng": checkpoint.rng_state(), "last_eval": self.last_eval}
+                "source": self.source.state_dict(), "rng": checkpoint.rng_state(), "last_eval": self.last_eval,
+                "cpu_matmul": onednn.current()}  # what device.cpu_matmul=auto chose: a resume keeps it
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         checkpoint.restore(self.algo, state["algo"])

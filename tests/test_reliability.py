@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlrun import checkpoint
+from rlrun import checkpoint, onednn
 from rlrun.build import make_algo, make_source, run
 from rlrun.cli import claim_dir
 from rlrun.logger import Logger
@@ -57,6 +57,19 @@ def test_stop_and_resume_is_bit_identical(tmp_path, args, pendulum_dataset):
     assert_identical(final_weights(tmp_path / "straight"), final_weights(tmp_path / "split"))
 
 
+def test_resume_keeps_the_cpu_matmul_its_run_chose(tmp_path, pendulum_dataset):
+    """A run started on torch's BLAS resumes on it although device.cpu_matmul=auto would time and pick afresh."""
+    torch.set_num_threads(1)
+    run(make_cfg(*OFFLINE, "trainer.total_steps=400", "device.cpu_matmul=blas"), tmp_path / "straight")
+    run(make_cfg(*OFFLINE, "trainer.total_steps=200", "device.cpu_matmul=blas"), tmp_path / "split")
+    assert checkpoint.read(tmp_path / "split" / "checkpoints" / "last.pt")["cpu_matmul"] == "blas"
+    onednn.use("onednn" if onednn.available() else "blas")  # what auto may pick in a new process
+    run(make_cfg(*OFFLINE, f"resume={tmp_path / 'split'}"), tmp_path / "split",
+        ["trainer.total_steps=400", "device.cpu_matmul=auto"])
+    assert onednn.current() == "blas"
+    assert_identical(final_weights(tmp_path / "straight"), final_weights(tmp_path / "split"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [ONLINE, OFFLINE], ids=["online_sac", "offline_cql"])
 def test_sigkill_at_random_steps_then_resume_is_bit_identical(tmp_path, args, pendulum_dataset):
@@ -65,15 +78,16 @@ def test_sigkill_at_random_steps_then_resume_is_bit_identical(tmp_path, args, pe
     straight = tmp_path / "straight"
     assert rlrun(*common, f"hydra.run.dir={straight}", cwd=tmp_path).returncode == 0
     killed = tmp_path / "killed"
+    on_resume = [a for a in common if a.startswith(("trainer.", "device."))]  # resume refuses the others
     rng = random.Random(0)
     for attempt in range(3):
-        extra = [f"resume={killed}"] if attempt else [f"hydra.run.dir={killed}"]
-        proc = subprocess.Popen([sys.executable, "-m", "rlrun.cli", *common, *extra], cwd=tmp_path,
+        run_args = [*on_resume, f"resume={killed}"] if attempt else [*common, f"hydra.run.dir={killed}"]
+        proc = subprocess.Popen([sys.executable, "-m", "rlrun.cli", *run_args], cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(6, 12))
         proc.kill()
         proc.wait()
-    done = rlrun(*common, f"resume={killed}", cwd=tmp_path)
+    done = rlrun(*on_resume, f"resume={killed}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert_identical(final_weights(straight), final_weights(killed))
 
