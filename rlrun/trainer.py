@@ -100,7 +100,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {"version": __version__, "step": self.step, "config": self.config, "algo": checkpoint.collect(self.algo),
                 "source": self.source.state_dict(), "rng": checkpoint.rng_state(), "last_eval": self.last_eval,
-                "cpu_matmul": onednn.current()}  # what device.cpu_matmul=auto chose: a resume keeps it
+                # what device.cpu_matmul=auto chose on CPU, kept by a resume (None: not a CPU run)
+                "cpu_matmul": onednn.current() if self.device.type == "cpu" else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         checkpoint.restore(self.algo, state["algo"])
