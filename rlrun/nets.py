@@ -85,7 +85,7 @@ class CriticEnsemble(nn.Module):
             nn.LayerNorm(o) if spec.layer_norm else nn.Identity() for o in spec.hidden_sizes)
         self.head = EnsembleLinear(n, dims[-1], 1)
         self.act = ACTIVATIONS[spec.activation]()
-        self.layer_norm = spec.layer_norm
+        self.layer_norm, self.width = spec.layer_norm, max(spec.hidden_sizes)
         if spec.orthogonal_init:
             for layer in self.hidden:
                 layer.orthogonal_(math.sqrt(2))
@@ -97,7 +97,8 @@ class CriticEnsemble(nn.Module):
         The first layer W [s; a] + b is computed as (W_s s + b) + W_a a, so an observation shared
         by many actions (obs (B, 1, O), act (B, N, A)) goes through W_s once, not N times.
         """
-        if onednn.enabled_for(act) and not self.layer_norm:
+        rows = math.prod(torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1]))
+        if not self.layer_norm and onednn.enabled_for(act, rows * self.width**2):
             return self._by_member(obs, act)
         if obs.shape[:-1] == act.shape[:-1]:  # one row per action: one matmul on [s; a]
             x = torch.cat([obs, act], -1).reshape(1, -1, obs.shape[-1] + act.shape[-1])  # (*B, O+A) -> (1, B', O+A)

@@ -8,7 +8,8 @@ that layout all three products of a layer (output, input gradient, weight gradie
 oneDNN calls on contiguous or transposed operands, with no transposing copies of the activations.
 
 `use(choice)` sets the backend for the process: "auto" times both on a door-size product once and
-keeps the faster. `enabled_for(x)` tells a network whether to take its oneDNN path for input x.
+keeps the faster. `enabled_for(x, layer_macs)` tells a network whether to take its oneDNN path:
+only for layers big enough that one call per ensemble member pays off.
 """
 
 from __future__ import annotations
@@ -67,10 +68,15 @@ def linear_t(x_t: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return _LinearT.apply(x_t.contiguous(), weight, bias)
 
 
-def enabled_for(x: Tensor) -> bool:
-    """Whether the oneDNN path is on and applies to x: fp32 on CPU, outside autocast."""
-    return (_state["on"] and x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu"))
+# Below this many multiply-adds per layer and ensemble member, one call per member costs more than oneDNN
+# saves (2-core Zen 5: SAC's 256 rows at width 64-192 slower on oneDNN, even at 256, faster at 7936 rows).
+MIN_LAYER_MACS = 2**24
+
+
+def enabled_for(x: Tensor, layer_macs: int) -> bool:
+    """Whether the oneDNN path is on and applies: x fp32 on CPU outside autocast, layers big enough."""
+    return (_state["on"] and layer_macs >= MIN_LAYER_MACS and x.device.type == "cpu"
+            and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"))
 
 
 def current() -> str:

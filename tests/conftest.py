@@ -31,8 +31,10 @@ def minari_store(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def blas_matmul():
-    """Tests start on torch's own CPU matmuls; a run built in-process (device.cpu_matmul) must not leak its choice."""
+def blas_matmul(monkeypatch):
+    """Tests start on torch's own CPU matmuls; a run built in-process (device.cpu_matmul) must not leak its choice.
+    A test that turns oneDNN on gets its path at any size (the real size floor has its own test)."""
+    monkeypatch.setattr(onednn, "MIN_LAYER_MACS", 0)
     onednn.use("blas")
     yield
     onednn.use("blas")

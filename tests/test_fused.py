@@ -125,12 +125,29 @@ def test_onednn_critic_path_equals_the_batched_one(shared_obs):
 def test_onednn_path_stays_off_under_autocast_and_on_other_dtypes():
     onednn.use("onednn")
     x = torch.randn(4, 3)
-    assert onednn.enabled_for(x)
-    assert not onednn.enabled_for(x.double())
+    assert onednn.enabled_for(x, 2**30)
+    assert not onednn.enabled_for(x.double(), 2**30)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not onednn.enabled_for(x)
+        assert not onednn.enabled_for(x, 2**30)
     onednn.use("blas")
-    assert not onednn.enabled_for(x)
+    assert not onednn.enabled_for(x, 2**30)
+
+
+@needs_onednn
+def test_only_critic_calls_with_big_layers_take_the_onednn_path(monkeypatch):
+    """Per-member calls pay off only for big products: door CQL's 256 x 31 actions at width 256 yes, 256 rows at width 64 no."""
+    from rlrun.nets import CriticEnsemble, MLPSpec
+
+    monkeypatch.setattr(onednn, "MIN_LAYER_MACS", 2**24)
+    calls = []
+    by_member = CriticEnsemble._by_member
+    monkeypatch.setattr(CriticEnsemble, "_by_member", lambda self, *a: calls.append(1) or by_member(self, *a))
+    onednn.use("onednn")
+    with torch.no_grad():
+        CriticEnsemble(39, 28, MLPSpec([256, 256]))(torch.randn(256, 1, 39), torch.rand(256, 31, 28))
+        assert len(calls) == 1  # 7936 rows x 256 x 256 per layer
+        CriticEnsemble(3, 1, MLPSpec([64, 64]))(torch.randn(256, 3), torch.rand(256, 1))
+        assert len(calls) == 1  # 256 rows x 64 x 64: the batched path
 
 
 def test_cpu_matmul_choice_is_checked():
