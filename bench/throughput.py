@@ -130,7 +130,7 @@ def main() -> None:
     p.add_argument("--algos", nargs="+", default=["cql", "sac"])
     p.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
-    p.add_argument("--cpu-matmul", choices=["auto", "onednn", "blas"], default="auto",
+    p.add_argument("--cpu-matmul", choices=onednn.CHOICES, default="auto",
                    help="rlrun's CPU fp32 critic matmuls (device.cpu_matmul)")
     p.add_argument("--glibc-default", action="store_true",
                    help="leave glibc's allocator as it is (rlrun's device.keep_freed_memory=false)")

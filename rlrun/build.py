@@ -75,7 +75,7 @@ def make_device(cfg: DictConfig, resume_state: dict[str, Any] | None = None) -> 
 
 def use_cpu_matmul(choice: str, chosen_before: str | None = None) -> None:
     """device.cpu_matmul; with auto, a resumed run keeps the kernels its start chose, so it continues bit for bit."""
-    if choice not in ("auto", "onednn", "blas"):
+    if choice not in onednn.CHOICES:
         raise UserError(f"unknown device.cpu_matmul={choice!r}: use auto, onednn or blas.")
     if choice == "onednn" and not onednn.available():
         raise UserError("device.cpu_matmul=onednn needs a PyTorch build with oneDNN; use device.cpu_matmul=blas or auto.")

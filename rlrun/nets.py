@@ -97,9 +97,9 @@ class CriticEnsemble(nn.Module):
         The first layer W [s; a] + b is computed as (W_s s + b) + W_a a, so an observation shared
         by many actions (obs (B, 1, O), act (B, N, A)) goes through W_s once, not N times.
         """
-        rows = math.prod(torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1]))
-        if not self.layer_norm and onednn.enabled_for(act, rows * self.width**2):
-            return self._by_member(obs, act)
+        batch_shape = torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1])
+        if not self.layer_norm and onednn.enabled_for(act, math.prod(batch_shape) * self.width**2):
+            return self._by_member(obs, act, batch_shape)
         if obs.shape[:-1] == act.shape[:-1]:  # one row per action: one matmul on [s; a]
             x = torch.cat([obs, act], -1).reshape(1, -1, obs.shape[-1] + act.shape[-1])  # (*B, O+A) -> (1, B', O+A)
             return self._from_hidden(self.hidden[0](x.expand(self.n, -1, -1)), obs.shape[:-1])
@@ -118,9 +118,8 @@ class CriticEnsemble(nn.Module):
             x = self.act(norm(layer(x)))
         return self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)
 
-    def _by_member(self, obs: Tensor, act: Tensor) -> Tensor:
+    def _by_member(self, obs: Tensor, act: Tensor, batch_shape: torch.Size) -> Tensor:
         """The oneDNN path: one member at a time on feature-major activations (H, rows); same values as forward."""
-        batch_shape = torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1])
         obs_t = obs.reshape(-1, obs.shape[-1]).T  # (*S, O) -> (O, S')
         act_t = act.reshape(-1, act.shape[-1]).T.contiguous()  # (*B, A) -> (A, B')
         first, q = self.hidden[0], []

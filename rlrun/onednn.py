@@ -20,26 +20,24 @@ import torch
 from torch import Tensor
 
 _state = {"on": False}
+CHOICES = ("auto", "onednn", "blas")  # device.cpu_matmul
 
 
 def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-def mm_t(a: Tensor, b: Tensor) -> Tensor:
-    """a (M, K) @ b (N, K)^T -> (M, N) in one oneDNN call (b may be a transposed view)."""
-    if torch.compiler.is_compiling():
-        return _compiled_mm_t(a, b)
-    return torch.ops.mkldnn._linear_pointwise(a.contiguous(), b, None, "none", [], "")
-
-
 @torch.library.custom_op("rlrun::mm_t", mutates_args=())
-def _compiled_mm_t(a: Tensor, b: Tensor) -> Tensor:
-    """mm_t as an opaque op for torch.compile, which cannot lower oneDNN's linear on plain weights itself."""
+def mm_t(a: Tensor, b: Tensor) -> Tensor:
+    """a (M, K) @ b (N, K)^T -> (M, N) in one oneDNN call (b may be a transposed view).
+
+    A custom op, so torch.compile keeps it as one opaque call: inductor cannot lower oneDNN's linear
+    on plain weights itself. In eager mode it costs the same as the bare call.
+    """
     return torch.ops.mkldnn._linear_pointwise(a.contiguous(), b, None, "none", [], "")
 
 
-@_compiled_mm_t.register_fake
+@mm_t.register_fake
 def _(a: Tensor, b: Tensor) -> Tensor:
     return a.new_empty(a.shape[0], b.shape[0])
 
@@ -100,7 +98,7 @@ def faster_than_blas(rows: int = 4096, width: int = 256) -> bool:
 
 def use(choice: str) -> bool:
     """Set the backend: "onednn", "blas" or "auto" (time both). Returns whether oneDNN is on."""
-    if choice not in ("auto", "onednn", "blas"):
+    if choice not in CHOICES:
         raise ValueError(f"unknown CPU matmul backend {choice!r}; use auto, onednn or blas")
     if choice == "onednn" and not available():
         raise RuntimeError("this PyTorch build has no oneDNN linear")
