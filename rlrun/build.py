@@ -16,7 +16,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rlrun import checkpoint, onednn, video
+from rlrun import checkpoint, onednn, presets, video
 from rlrun.accel import accelerate, keep_freed_memory
 from rlrun.data import offline
 from rlrun.data.online import EnvSource, Spaces
@@ -39,6 +39,9 @@ def check_config(cfg: DictConfig) -> None:
                         "records, so keep dataset=... for offline training or env=... for online training.")
     if cfg.env is None and cfg.dataset is None:
         raise UserError("no data source: choose env=... (online) or dataset=... (offline).")
+    if cfg.dataset is not None and OmegaConf.is_missing(cfg.dataset, "id"):
+        raise UserError("dataset=minari needs the Minari id of the dataset: add dataset.id=... "
+                        "(e.g. dataset.id=mujoco/hopper/medium-v0).")
     algo_cls = get_class(cfg.algo._target_)
     if algo_cls.online_only and cfg.env is None:
         raise UserError(f"{algo_cls.__name__} learns online and needs an environment: add env=... "
@@ -99,7 +102,7 @@ def make_source(cfg: DictConfig, device: torch.device) -> Any:
     builder = instantiate(d.builder, _partial_=True) if d.builder is not None else None
     dataset = offline.load(d.id, d.download, builder)
     return offline.DatasetSource(dataset, d.normalize_obs, d.reward_scale, d.reward_bias,
-                                 d.ref_min_score, d.ref_max_score, device)
+                                 d.ref_min_score, d.ref_max_score, device, d.return_range_scale)
 
 
 def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
@@ -211,9 +214,24 @@ def log_termination_maps(algo: Any, source: Any, logger: Logger, run_dir: Path, 
     log.info("termination probabilities of each option: %s", run_dir / "termination_probs.png")
 
 
+def with_presets(cfg: DictConfig, overrides: Sequence[str], run_dir: Path | None = None) -> DictConfig:
+    """The config with the tuned settings of its algorithm and dataset id (conf/presets), the command
+    line's overrides still on top; Hydra's saved .hydra/config.yaml is rewritten to match."""
+    try:
+        merged = presets.apply(cfg, overrides)
+    except ValueError as e:
+        raise UserError(f"a preset does not fit the config ({e}); fix the preset file or the override.") from None
+    saved = run_dir / ".hydra" / "config.yaml" if run_dir is not None else None
+    if merged is not cfg and saved is not None and saved.exists():
+        OmegaConf.save(merged, saved)
+    return merged
+
+
 def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     """Build everything from `cfg` and train; returns the final eval/return_mean."""
     cfg, resume_state = load_resume(cfg, run_dir, overrides)
+    if resume_state is None:
+        cfg = with_presets(cfg, overrides, run_dir)
     check_config(cfg)
     device = make_device(cfg.device, resume_state)
     seed_everything(cfg.seed)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from rlrun import presets
+
 CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ["algo", "dataset", "env", "network", "device", "hydra/launcher", "hydra/sweeper"]
 
@@ -26,6 +28,9 @@ def catalog() -> str:
         for path in sorted((CONF / group).glob("*.yaml")):
             lines.append(f"  {path.stem:<16} {describe(path)}")
     lines.append("hydra/launcher (plugins): basic, joblib, submitit_local, submitit_slurm; hydra/sweeper: basic, optuna")
+    lines.append("presets (conf/presets, picked by algorithm and dataset.id):")
+    for preset in presets.load_all():
+        lines.append(f"  {preset.algo:<5} {preset.name:<32} {', '.join(preset.ids)}")
     try:
         import minari
 

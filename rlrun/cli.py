@@ -16,50 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rlrun.errors import UserError
+from rlrun.resolvers import CONF_DIR, register_resolvers
 from rlrun.schema import register_configs
 
 log = logging.getLogger("rlrun")
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-
-def claim_dir(path: str) -> str:
-    """Create `path` (or `path-1`, `path-2`, ...) atomically so no two runs share a directory."""
-    base, n = Path(path), 0
-    base.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        candidate = base if n == 0 else base.with_name(f"{base.name}-{n}")
-        try:
-            candidate.mkdir()
-            return str(candidate)
-        except FileExistsError:
-            n += 1
-
-
-def run_dir(resume: str | None, new_dir: str) -> str:
-    """The run directory: the resumed one (when it exists), or a freshly claimed one."""
-    if resume and Path(resume).expanduser().is_dir():
-        return str(Path(resume).expanduser())
-    return claim_dir(new_dir)
-
-
-def output_subdir(resume: str | None) -> str:
-    """Where Hydra writes its .hydra files: a resumed run keeps its original ones."""
-    return ".hydra" if not resume else f".hydra/resume-{os.getpid()}"
-
-
-def source_name(env_choice: str | None, dataset_choice: str | None) -> str:
-    """Name of what a run learns from: its env (online) or its dataset (offline)."""
-    for choice in (env_choice, dataset_choice):
-        if choice not in (None, "null", "None"):
-            return str(choice)
-    return "none"
-
-
-def register_resolvers() -> None:
-    for name, fn in (("rlrun_claim_dir", claim_dir), ("rlrun_run_dir", run_dir),
-                     ("rlrun_source_name", source_name), ("rlrun_output_subdir", output_subdir)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn, use_cache=True)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -93,7 +53,39 @@ def unwritable_output(argv: list[str]) -> str | None:
     return target
 
 
+def job_config_request(argv: list[str]) -> list[str] | None:
+    """The overrides of `rlrun ... --cfg job` (None for any other command line)."""
+    flags = {"--cfg", "-c"}
+    at = next((i for i, a in enumerate(argv) if a in flags and i + 1 < len(argv) and argv[i + 1] == "job"), None)
+    if at is None:
+        return None
+    rest = argv[:at] + argv[at + 2:]
+    return [a for a in rest if not a.startswith("-")]
+
+
+def show_job_config(overrides: list[str], resolve: bool) -> None:
+    """Print the job config as a run would use it: composed by Hydra, with the dataset's preset applied."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from rlrun import presets
+
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            cfg = presets.apply(compose("config", overrides=overrides), overrides)
+    except (HydraException, ValueError) as e:
+        print(f"rlrun: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+    print(OmegaConf.to_yaml(cfg, resolve=resolve), end="")
+
+
 def main() -> None:
+    register_resolvers()
+    register_configs()
+    job_overrides = job_config_request(sys.argv[1:])
+    if job_overrides is not None:  # presets are applied after Hydra composes, so Hydra's own --cfg job would miss them
+        show_job_config(job_overrides, "--resolve" in sys.argv)
+        return
     if {"--cfg", "-c"} & set(sys.argv) and {"-m", "--multirun"} & set(sys.argv):
         # Hydra takes one mode; `rlrun -m ... --cfg hydra` shows the config each job would get
         sys.argv = [a for a in sys.argv if a not in ("-m", "--multirun")]
@@ -102,8 +94,6 @@ def main() -> None:
         print(f"rlrun: error: cannot create the output directory {bad_output}: its parent is not a writable "
               f"directory; run from a writable directory or set hydra.run.dir=... to one.", file=sys.stderr)
         sys.exit(2)
-    register_resolvers()
-    register_configs()
     hydra_main()
 
 

@@ -3,8 +3,9 @@
     rlrun-report outputs/multirun/2026-11-21/10-00-00 [--metrics eval/return_mean] [--out DIR]
 
 Runs (directories with TensorBoard events and a .hydra/config.yaml) are grouped by their config
-with the seed removed. The table gives, per group, the final value of each metric: mean ± std
-over seeds, and the interquartile mean with a 95% percentile-bootstrap confidence interval
+with the seed removed. The table gives, per group, the last value of each metric (mean ± std over
+seeds), its best value over the run (mean ± std), and the interquartile mean of the last values with
+a 95% percentile-bootstrap confidence interval
 (numpy; rliable 1.2 fails to import beside pandas 3). Learning curves show the mean and a 95% bootstrap band of the mean per group.
 """
 
@@ -66,15 +67,14 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
         by_key.setdefault(key(run), []).append(run)
     configs = [json.loads(k) for k in by_key]
     differing = sorted({k for c in configs for k in c if any(c.get(k) != o.get(k) for o in configs)})
+    bases = [f"{str(c.get('algo._target_', '?')).rsplit('.', 1)[-1]} on {c.get('env.id') or c.get('dataset.id')}"
+             for c in configs]
     named = {}
-    for i, (k, members) in enumerate(by_key.items()):
-        config = json.loads(k)
-        source = config.get("env.id") or config.get("dataset.id")
-        base = f"{str(config.get('algo._target_', '?')).rsplit('.', 1)[-1]} on {source}"
+    for i, (config, base, members) in enumerate(zip(configs, bases, by_key.values())):
         if differing and len(differing) <= 4:
             named[", ".join(f"{d.rsplit('.', 1)[-1]}={config.get(d)}" for d in differing)] = members
-        else:
-            named[base if len(by_key) == 1 else f"{base} #{i}"] = members
+        else:  # algorithm × dataset sweeps differ in many preset keys: name groups by what they ran
+            named[base if bases.count(base) == 1 else f"{base} #{i}"] = members
     return named
 
 
@@ -98,12 +98,14 @@ def table(groups: dict[str, list[Run]], metrics: list[str]) -> list[dict[str, ob
     rows = []
     for label, members in groups.items():
         for tag in metrics:
-            finals = np.array([r.curves[tag][1][-1] for r in members if tag in r.curves])
-            if len(finals) == 0:
+            curves = [r.curves[tag][1] for r in members if tag in r.curves]
+            if not curves:
                 continue
+            finals, bests = np.array([c[-1] for c in curves]), np.array([c.max() for c in curves])
             point, low, high = iqm_with_ci(finals)
             rows.append({"group": label, "metric": tag, "runs": len(finals), "mean": finals.mean(),
-                         "std": finals.std(), "iqm": point, "ci_low": low, "ci_high": high})
+                         "std": finals.std(), "best_mean": bests.mean(), "best_std": bests.std(),
+                         "iqm": point, "ci_low": low, "ci_high": high})
     return rows
 
 
@@ -138,9 +140,11 @@ def plot(groups: dict[str, list[Run]], tag: str, path: Path) -> None:
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
-    lines = ["| group | metric | runs | mean ± std | IQM [95% CI] |", "|---|---|---|---|---|"]
+    lines = ["| group | metric | runs | last: mean ± std | best: mean ± std | last: IQM [95% CI] |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['group']} | {r['metric']} | {r['runs']} | {r['mean']:.1f} ± {r['std']:.1f} | "
+                     f"{r['best_mean']:.1f} ± {r['best_std']:.1f} | "
                      f"{r['iqm']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}] |")
     return "\n".join(lines)
 

@@ -69,10 +69,12 @@ class DatasetConfig:
     """Download the dataset with Minari when it is not in the local store."""
     normalize_obs: bool = True
     """Normalize observations with the dataset's mean and std (kept in checkpoints)."""
+    return_range_scale: Optional[float] = None
+    """Rewards are first multiplied by this / (max - min episode return in the data) (CORL's locomotion normalization uses 1000); None: not."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this ..."""
     reward_bias: float = 0.0
-    """... and then shifted by this."""
+    """... and then shifted by this (AntMaze presets: r*10 - 5 for CQL)."""
     ref_min_score: Optional[float] = None
     """Return of a random policy, for eval/normalized_score (dataset metadata wins)."""
     ref_max_score: Optional[float] = None

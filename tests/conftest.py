@@ -14,8 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from minari.data_collector import EpisodeBuffer
 
-from rlrun import onednn
-from rlrun.cli import CONF_DIR, register_resolvers
+from rlrun import onednn, presets
+from rlrun.resolvers import CONF_DIR, register_resolvers
 from rlrun.schema import register_configs
 
 register_resolvers()
@@ -41,8 +41,9 @@ def blas_matmul(monkeypatch):
 
 
 def make_cfg(*overrides: str):
+    """The config a run with these overrides gets: composed by Hydra, then its dataset's preset."""
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return presets.apply(compose("config", overrides=list(overrides)), overrides)
 
 
 def rlrun(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -69,7 +70,10 @@ def write_random_dataset(dataset_id: str, env_id: str, episodes: int, max_steps:
             obs, r, term, trunc, _ = env.step(action)
             observations.append(obs), actions.append(action), rewards.append(r), terms.append(term), truncs.append(trunc)
             done = term or trunc
-        buffers.append(EpisodeBuffer(id=i, observations=np.array(observations), actions=np.array(actions),
+        if isinstance(obs, dict):  # Dict observations: one array per key
+            observations = {k: np.array([o[k] for o in observations]) for k in obs}
+        buffers.append(EpisodeBuffer(id=i, observations=observations if isinstance(obs, dict) else np.array(observations),
+                                     actions=np.array(actions),
                                      rewards=np.array(rewards), terminations=np.array(terms),
                                      truncations=np.array(truncs)))
     return minari.create_dataset_from_buffers(dataset_id, buffers, env=env.spec, algorithm_name="random")

@@ -26,7 +26,8 @@ def choices(group: str) -> list[str]:
 
 @pytest.mark.parametrize("algo,dataset", itertools.product(["sac", "cql"], choices("dataset")))
 def test_offline_configs_compose(algo, dataset):
-    cfg = make_cfg(f"algo={algo}", f"dataset={dataset}")
+    some_id = ["dataset.id=mujoco/hopper/medium-v0"] if dataset == "minari" else []
+    cfg = make_cfg(f"algo={algo}", f"dataset={dataset}", *some_id)
     assert cfg.env is None and cfg.dataset.id
     check_config(cfg)
 

@@ -16,7 +16,7 @@ import torch
 
 from rlrun import checkpoint, onednn
 from rlrun.build import make_algo, make_source, run
-from rlrun.cli import claim_dir
+from rlrun.resolvers import claim_dir
 from rlrun.logger import Logger
 from rlrun.trainer import NonFiniteError, Schedule, Trainer
 

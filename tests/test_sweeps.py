@@ -101,3 +101,21 @@ def test_iqm_by_hand():
     assert iqm(np.array([8.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])) == 4.5  # middle half 3..6
     point, low, high = iqm_with_ci(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
     assert point == 3.0 and low <= point <= high and high < 100.0
+
+
+def test_report_names_algorithm_by_dataset_groups_and_gives_last_and_best():
+    from rlrun.report import Run, group_runs, markdown, table
+
+    def run(algo: str, dataset: str, seed: int, values: list[float]) -> Run:
+        extra = {f"algo.k{i}": (algo, i) for i in range(5)}  # presets differ in many keys
+        config = {"algo._target_": f"rlrun.algos.{algo.lower()}.{algo}", "dataset.id": dataset, "seed": seed, **extra}
+        return Run(Path(f"/{algo}/{dataset}/{seed}"), config,
+                   {"eval/normalized_score": (np.arange(len(values)), np.array(values))})
+
+    runs = [run("CQL", "d/a-v0", 0, [10, 90, 80]), run("CQL", "d/a-v0", 1, [20, 70, 60]),
+            run("SAC", "d/a-v0", 0, [5, 6, 7]), run("CQL", "d/b-v0", 0, [1, 2, 3])]
+    groups = group_runs(runs)
+    assert sorted(groups) == ["CQL on d/a-v0", "CQL on d/b-v0", "SAC on d/a-v0"]
+    row = next(r for r in table(groups, ["eval/normalized_score"]) if r["group"] == "CQL on d/a-v0")
+    assert (row["runs"], row["mean"], row["best_mean"]) == (2, 70.0, 80.0)
+    assert "| CQL on d/a-v0 | eval/normalized_score | 2 | 70.0 ± 10.0 | 80.0 ± 10.0 |" in markdown([row])

@@ -7,7 +7,7 @@ import fcntl
 import logging
 import os
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 import gymnasium as gym
 import minari
@@ -90,28 +90,71 @@ def fetch(dataset_id: str, allow_download: bool, builder: Callable[..., object] 
                         f"or set dataset.download=true.")
 
 
-def flatten(dataset: minari.MinariDataset) -> dict[str, np.ndarray]:
-    """Episodes → transitions; the last step of a truncated episode stays non-terminal."""
+def flat_obs(space: gym.Space, obs: Any) -> np.ndarray:
+    """Observations (T, ...) as (T, D) float32. A Dict space's parts are concatenated in the space's key
+    order (gymnasium sorts the keys; AntMaze: achieved_goal, desired_goal, observation), recursively,
+    which is the order of gymnasium's FlattenObservation on the eval env."""
+    if isinstance(space, gym.spaces.Dict):
+        return np.concatenate([flat_obs(sub, obs[key]) for key, sub in space.spaces.items()], axis=1)
+    arr = np.asarray(obs, dtype=np.float32)
+    return arr.reshape(len(arr), -1)
+
+
+def flatten(dataset: minari.MinariDataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Episodes → transitions, and each episode's length; the last step of a truncated episode stays non-terminal."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "next_obs", "terminal")}
+    lengths = []
     for ep in dataset.iterate_episodes():
-        obs = np.asarray(ep.observations, dtype=np.float32)  # (T+1, O)
+        obs = flat_obs(dataset.observation_space, ep.observations)  # (T+1, O)
         parts["obs"].append(obs[:-1])
         parts["next_obs"].append(obs[1:])
         parts["act"].append(np.asarray(ep.actions))
         parts["rew"].append(np.asarray(ep.rewards, dtype=np.float32))
         parts["terminal"].append(np.asarray(ep.terminations, dtype=np.float32))
-    return {k: np.concatenate(v) for k, v in parts.items()}
+        lengths.append(len(ep.rewards))
+    return {k: np.concatenate(v) for k, v in parts.items()}, np.asarray(lengths)
 
 
-def check_spaces(dataset: minari.MinariDataset) -> None:
-    """The dataset's spaces must be those of the env it is evaluated in."""
-    env = dataset.recover_environment(eval_env=True)
+def eval_env_spec(dataset: minari.MinariDataset) -> Any:
+    """The env a dataset is evaluated in: its eval env spec, else the env it was collected in."""
+    spec = getattr(dataset, "_eval_env_spec", None)
+    if spec is None and dataset.spec.env_spec is None:
+        raise UserError(f"dataset {dataset.spec.dataset_id} records no environment, so its policies cannot be "
+                        f"evaluated; write it with an env spec (rlrun-collect does).")
+    return spec if spec is not None else dataset.spec.env_spec
+
+
+def make_eval_env(spec: Any, seed: int, render: bool = False) -> gym.Env:
+    """The eval env of a dataset (its `eval_env_spec`) as policies see it: Dict observations flattened
+    (in `flat_obs`'s order), Box actions in [-1, 1]."""
+    env = gym.make(spec, **({"render_mode": "rgb_array"} if render else {}))
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        env = gym.wrappers.FlattenObservation(env)
+    return prepare(env, seed)
+
+
+def check_env(dataset: minari.MinariDataset, env: gym.Env, lengths: np.ndarray) -> None:
+    """The dataset's spaces must have its eval env's shapes; other disagreements are one warning each."""
+    name, env_id = dataset.spec.dataset_id, env.spec.id if env.spec else type(env.unwrapped).__name__
     for kind, data_space, env_space in (("observation", dataset.observation_space, env.observation_space),
                                         ("action", dataset.action_space, env.action_space)):
-        if data_space.shape != env_space.shape or type(data_space) is not type(env_space):
-            raise UserError(f"dataset {dataset.spec.dataset_id} has {kind} space {data_space} but its eval env "
-                            f"{env.spec.id} has {env_space}; rebuild the dataset for that env.")
-    env.close()
+        flat_data, flat_env = gym.spaces.flatten_space(data_space), gym.spaces.flatten_space(env_space)
+        if flat_data.shape != flat_env.shape or type(data_space) is not type(env_space):
+            raise UserError(f"dataset {name} has {kind} space {data_space} but its eval env "
+                            f"{env_id} has {env_space}; rebuild the dataset for that env.")
+        if data_space != env_space:
+            log.warning("dataset %s: its %s space %s differs from its eval env %s's %s", name, kind, data_space,
+                        env_id, env_space)
+    limit = env.spec.max_episode_steps if env.spec else None
+    if limit is not None and len(lengths) and lengths.max() > limit:
+        log.warning("dataset %s has episodes of up to %d steps but its eval env %s ends episodes after %d steps; "
+                    "evaluations see only their first %d steps", name, lengths.max(), env_id, limit, limit)
+
+
+def return_range(rewards: np.ndarray, lengths: np.ndarray) -> float:
+    """max − min of the episodes' returns (at least 1e-6)."""
+    returns = np.add.reduceat(rewards, np.concatenate([[0], np.cumsum(lengths)[:-1]])) if len(lengths) else [0.0]
+    return max(float(np.max(returns) - np.min(returns)), 1e-6)
 
 
 class DatasetSource:
@@ -121,19 +164,27 @@ class DatasetSource:
 
     def __init__(self, dataset: minari.MinariDataset, normalize_obs: bool, reward_scale: float,
                  reward_bias: float, ref_min_score: float | None, ref_max_score: float | None,
-                 device: torch.device) -> None:
+                 device: torch.device, return_range_scale: float | None = None) -> None:
         self.dataset, self.device = dataset, device
-        check_spaces(dataset)  # so the dataset's spaces are its eval env's
-        self.spaces: Spaces = spaces_of(dataset.observation_space, dataset.action_space)
+        self.env_spec = eval_env_spec(dataset)
+        data, lengths = flatten(dataset)
+        env = gym.make(self.env_spec)
+        check_env(dataset, env, lengths)  # so the dataset's spaces are its eval env's
+        env.close()
+        self.spaces: Spaces = spaces_of(gym.spaces.flatten_space(dataset.observation_space), dataset.action_space)
         meta = dataset.storage.metadata
         self.ref_min = meta.get("ref_min_score", ref_min_score)
         self.ref_max = meta.get("ref_max_score", ref_max_score)
-        data = flatten(dataset)
+        if self.ref_min is None or self.ref_max is None:
+            log.info("dataset %s has no reference scores (ref_min_score, ref_max_score): eval/normalized_score "
+                     "is not logged", dataset.spec.dataset_id)
         space = dataset.action_space
         if isinstance(space, gym.spaces.Box):  # [low, high] -> [-1, 1], as the eval env expects
             scaled = 2.0 * (data["act"] - space.low) / (space.high - space.low) - 1.0
             data["act"] = np.clip(scaled, -1.0, 1.0).astype(np.float32)  # the env clips too (human demos exceed it)
-        data["rew"] = data["rew"] * reward_scale + reward_bias
+        if return_range_scale is not None:
+            data["rew"] = data["rew"] * (return_range_scale / return_range(data["rew"], lengths))
+        data["rew"] = (data["rew"] * reward_scale + reward_bias).astype(np.float32)
         mean, std = data["obs"].mean(0), data["obs"].std(0) + 1e-3
         if not normalize_obs:
             mean, std = np.zeros_like(mean), np.ones_like(std)
@@ -146,8 +197,7 @@ class DatasetSource:
                  dataset.total_episodes, self.size, device)
 
     def make_eval_env(self, seed: int, render: bool = False) -> gym.Env:
-        extra = {"render_mode": "rgb_array"} if render else {}
-        return prepare(self.dataset.recover_environment(eval_env=True, **extra), seed)
+        return make_eval_env(self.env_spec, seed, render)
 
     def step(self, algo, step: int) -> dict[str, float]:
         return {}

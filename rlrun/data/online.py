@@ -65,6 +65,18 @@ def play(algo: Algorithm, env: gym.Env, obs: np.ndarray, device: torch.device,
         yield Step(x, action, state, float(reward), obs, info)
 
 
+def env_units(space: gym.Space, actions: np.ndarray) -> np.ndarray:
+    """Policy actions in [-1, 1] → the env's own units ([low, high]) for a Box space; others as they are."""
+    if not isinstance(space, gym.spaces.Box):
+        return actions
+    return (space.low + (actions + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+
+
+def raw_env(env: gym.Env) -> gym.Env:
+    """The env below rlrun's own [-1, 1] action rescaling (its spec and spaces are the env's own)."""
+    return env.env if isinstance(env, gym.wrappers.RescaleAction) else env
+
+
 def next_free_version(dataset_id: str) -> str:
     """`dataset_id` if unused, else the same name with the lowest unused version (never overwrite)."""
     from minari.storage import get_dataset_path
@@ -157,19 +169,13 @@ class EnvSource:
 
     def export(self, dataset_id: str, algorithm_name: str) -> minari.MinariDataset:
         """Write the replay's complete episodes as a local Minari dataset, actions in env units."""
-        raw_env = self.env.env if isinstance(self.env, gym.wrappers.RescaleAction) else self.env
-        space = raw_env.action_space
-        buffers = []
-        for i, ep in enumerate(self.replay.episodes()):
-            actions = ep["actions"]
-            if isinstance(space, gym.spaces.Box):  # [-1, 1] -> [low, high]
-                actions = space.low + (actions + 1.0) * 0.5 * (space.high - space.low)
-            buffers.append(EpisodeBuffer(id=i, observations=ep["observations"], actions=actions.astype(space.dtype),
-                                         rewards=ep["rewards"], terminations=ep["terminations"],
-                                         truncations=ep["truncations"]))
+        env = raw_env(self.env)
+        buffers = [EpisodeBuffer(id=i, observations=ep["observations"], actions=env_units(env.action_space, ep["actions"]),
+                                 rewards=ep["rewards"], terminations=ep["terminations"], truncations=ep["truncations"])
+                   for i, ep in enumerate(self.replay.episodes())]
         free_id = next_free_version(dataset_id)
         if free_id != dataset_id:
             log.warning("Minari dataset %s exists already; writing this buffer as %s", dataset_id, free_id)
         log.info("writing %d episodes to Minari dataset %s", len(buffers), free_id)
-        return minari.create_dataset_from_buffers(free_id, buffers, env=raw_env.spec,
+        return minari.create_dataset_from_buffers(free_id, buffers, env=env.spec, eval_env=env.spec,
                                                   algorithm_name=algorithm_name, author="rlrun")

@@ -1,0 +1,91 @@
+"""Tuned settings keyed by algorithm and Minari dataset id (`conf/presets/*.yaml`).
+
+Each preset file names one algorithm (`algo`, a name from `conf/algo/`), the dataset ids it
+serves (`ids`, shell-style patterns such as `D4RL/antmaze/*`) and the settings it sets
+(`settings`, any part of the config). A run whose algorithm and `dataset.id` match a preset
+gets its settings on top of the composed config; the command line's own `key=value`
+overrides still win. So `dataset=door` and `dataset=minari dataset.id=D4RL/door/human-v2`
+get the same settings: the match is by id.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlrun.resolvers import CONF_DIR
+from rlrun.schema import ALGO_SCHEMAS, merge_checked
+
+log = logging.getLogger(__name__)
+CONF = Path(CONF_DIR)
+PRESETS = CONF / "presets"
+
+
+@dataclass(frozen=True)
+class Preset:
+    path: Path
+    algo: str
+    ids: tuple[str, ...]
+    settings: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def serves(self, algo: str, dataset_id: str) -> bool:
+        return algo == self.algo and any(fnmatch.fnmatchcase(dataset_id, pattern) for pattern in self.ids)
+
+
+def load_all(root: Path = PRESETS) -> list[Preset]:
+    presets = []
+    for path in sorted(root.glob("*.yaml")):
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        presets.append(Preset(path, raw["algo"], tuple(raw["ids"]), raw["settings"]))
+    return presets
+
+
+def algo_name(target: str) -> str | None:
+    """The `conf/algo` name of an algorithm class path (None for an algorithm from elsewhere)."""
+    return next((name for name, schema in ALGO_SCHEMAS.items() if schema._target_ == target), None)
+
+
+def find(algo: str, dataset_id: str, presets: Sequence[Preset] | None = None) -> Preset | None:
+    """The preset for this algorithm and dataset id; two that match are a defect of conf/presets."""
+    matches = [p for p in (load_all() if presets is None else presets) if p.serves(algo, dataset_id)]
+    if len(matches) > 1:
+        raise ValueError(f"presets {', '.join(p.name for p in matches)} all serve {algo} on {dataset_id}")
+    return matches[0] if matches else None
+
+
+def value_overrides(overrides: Sequence[str]) -> list[str]:
+    """The `key=value` overrides of a command line, without config-group choices and hydra's own."""
+    kept = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.startswith("hydra") or ("." not in key and (CONF / key).is_dir()):
+            continue
+        kept.append(override)
+    return kept
+
+
+def apply(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
+    """`cfg` with the preset of its algorithm and dataset id merged in, then `overrides` again on top."""
+    if cfg.get("dataset") is None or OmegaConf.is_missing(cfg.dataset, "id"):
+        return cfg
+    algo = algo_name(cfg.algo._target_)
+    preset = find(algo, cfg.dataset.id) if algo else None
+    if preset is None:
+        return cfg
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    merged = merge_checked(cfg, preset.settings)
+    OmegaConf.set_struct(merged, True)
+    ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(value_overrides(overrides)), merged)
+    log.info("settings of preset %s (conf/presets/%s) for %s on %s", preset.name, preset.path.name, algo, cfg.dataset.id)
+    return merged
