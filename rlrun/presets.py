@@ -1,11 +1,12 @@
 """Tuned settings keyed by algorithm and Minari dataset id (`conf/presets/*.yaml`).
 
 Each preset file names one algorithm (`algo`, a name from `conf/algo/`), the dataset ids it
-serves (`ids`, shell-style patterns such as `D4RL/antmaze/*`) and the settings it sets
-(`settings`, any part of the config). A run whose algorithm and `dataset.id` match a preset
-gets its settings on top of the composed config; the command line's own `key=value`
-overrides still win. So `dataset=door` and `dataset=minari dataset.id=D4RL/door/human-v2`
-get the same settings: the match is by id.
+serves (`ids`, shell-style patterns such as `D4RL/antmaze/*`), optionally dataset config names
+(`configs`), and the settings it sets (`settings`, any part of the config). A run whose algorithm
+and `dataset.id` match a preset gets its settings on top of the composed config; where no preset
+matches the id, one that lists the dataset's config name (`dataset.name`) applies. The command
+line's own `key=value` overrides still win. So `dataset=door` and `dataset=minari
+dataset.id=D4RL/door/human-v2` get the same settings, and so does `dataset=door dataset.id=<a local copy>`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Preset:
     path: Path
     algo: str
     ids: tuple[str, ...]
+    configs: tuple[str, ...]
     settings: dict[str, Any]
 
     @property
@@ -45,7 +47,7 @@ def load_all(root: Path = PRESETS) -> list[Preset]:
     presets = []
     for path in sorted(root.glob("*.yaml")):
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        presets.append(Preset(path, raw["algo"], tuple(raw["ids"]), raw["settings"]))
+        presets.append(Preset(path, raw["algo"], tuple(raw["ids"]), tuple(raw.get("configs", ())), raw["settings"]))
     return presets
 
 
@@ -54,12 +56,18 @@ def algo_name(target: str) -> str | None:
     return next((name for name, schema in ALGO_SCHEMAS.items() if schema._target_ == target), None)
 
 
-def find(algo: str, dataset_id: str, presets: Sequence[Preset] | None = None) -> Preset | None:
-    """The preset for this algorithm and dataset id; two that match are a defect of conf/presets."""
-    matches = [p for p in (load_all() if presets is None else presets) if p.serves(algo, dataset_id)]
-    if len(matches) > 1:
-        raise ValueError(f"presets {', '.join(p.name for p in matches)} all serve {algo} on {dataset_id}")
-    return matches[0] if matches else None
+def find(algo: str, dataset_id: str, config_name: str | None = None,
+         presets: Sequence[Preset] | None = None) -> Preset | None:
+    """The preset for this algorithm and dataset id, else for the dataset config's name; two that
+    match the same way are a defect of conf/presets."""
+    loaded = load_all() if presets is None else presets
+    for matches, what in (([p for p in loaded if p.serves(algo, dataset_id)], dataset_id),
+                          ([p for p in loaded if p.algo == algo and config_name in p.configs], f"dataset={config_name}")):
+        if len(matches) > 1:
+            raise ValueError(f"presets {', '.join(p.name for p in matches)} all serve {algo} on {what}")
+        if matches:
+            return matches[0]
+    return None
 
 
 def value_overrides(overrides: Sequence[str]) -> list[str]:
@@ -78,7 +86,7 @@ def apply(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
     if cfg.get("dataset") is None or OmegaConf.is_missing(cfg.dataset, "id"):
         return cfg
     algo = algo_name(cfg.algo._target_)
-    preset = find(algo, cfg.dataset.id) if algo else None
+    preset = find(algo, cfg.dataset.id, cfg.dataset.name) if algo else None
     if preset is None:
         return cfg
     from hydra._internal.config_loader_impl import ConfigLoaderImpl

@@ -65,6 +65,8 @@ class EnvConfig:
 class DatasetConfig:
     id: str = MISSING
     """Minari dataset id, e.g. D4RL/door/human-v2."""
+    name: Optional[str] = None
+    """The dataset config's name (conf/dataset/<name>.yaml); presets match it when none matches the id."""
     download: bool = True
     """Download the dataset with Minari when it is not in the local store."""
     normalize_obs: bool = True

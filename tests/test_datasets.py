@@ -202,11 +202,20 @@ def test_presets_are_picked_by_id_as_by_config_name_and_overrides_win():
     assert presets.find("sac", "D4RL/door/human-v2") is None
 
 
+def test_a_dataset_config_with_another_id_keeps_its_configs_preset_unless_the_id_has_one():
+    local_copy = make_cfg("algo=cql", "dataset=door", "dataset.id=me/door/copy-v0")
+    assert local_copy.algo.actor_lr == 1e-4 and list(local_copy.network.hidden_sizes) == [256, 256, 256]
+    pen = make_cfg("algo=cql", "dataset=door", "dataset.id=D4RL/pen/human-v2")
+    assert pen.algo.lagrange and pen.algo.actor_lr == 3e-5
+    assert make_cfg("algo=cql", "dataset=minari", "dataset.id=me/door/copy-v0").algo.actor_lr == \
+        make_cfg("algo=cql", "env=pendulum").algo.actor_lr  # no preset: the algorithm's defaults
+
+
 def test_no_two_presets_serve_the_same_algorithm_and_id():
     loaded = presets.load_all()
     for preset in loaded:
         for dataset_id in HOSTED:
-            presets.find(preset.algo, dataset_id, loaded)  # raises when two match
+            presets.find(preset.algo, dataset_id, presets=loaded)  # raises when two match
 
 
 def test_minari_dataset_without_an_id_is_a_user_error():
