@@ -18,8 +18,6 @@ from omegaconf import OmegaConf
 
 from rlrun.errors import UserError
 
-log = logging.getLogger("rlrun")
-
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rlrun-collect", description="Roll out a saved run's policy into a Minari dataset.")
@@ -61,13 +59,12 @@ def check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from rlrun.envs import make_env
-    from rlrun.rollout import collect, load_run, mean_return, noisy, read_checkpoint, uniform_random, write_dataset
+    from rlrun.rollout import collect, load_run, mean_return, noisy, uniform_random, write_dataset
 
     if args.random:
         env = make_env(args.env, {}, None, args.seed)
         act, initial_state, name, config = uniform_random(env.action_space, args.seed), (lambda: None), "uniform random", None
     else:
-        read_checkpoint(Path(args.run_dir), args.step)  # a missing checkpoint is reported before anything is built
         saved = load_run(Path(args.run_dir), args.step, args.device)
         env, act, initial_state = saved.make_env(args.seed), saved.act, saved.algo.initial_state
         name = f"rlrun {type(saved.algo).__name__} ({saved.path.parent.parent}, step {saved.step})"

@@ -82,8 +82,9 @@ def value_overrides(overrides: Sequence[str]) -> list[str]:
 
 
 def apply(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
-    """`cfg` with the preset of its algorithm and dataset id merged in, then `overrides` again on top."""
-    if cfg.get("dataset") is None or OmegaConf.is_missing(cfg.dataset, "id"):
+    """`cfg` with the preset of its algorithm and dataset id merged in, then `overrides` again on top;
+    a config that took its preset already (`cfg.preset`) is returned as it is."""
+    if cfg.get("preset") is not None or cfg.get("dataset") is None or OmegaConf.is_missing(cfg.dataset, "id"):
         return cfg
     algo = algo_name(cfg.algo._target_)
     preset = find(algo, cfg.dataset.id, cfg.dataset.name) if algo else None
@@ -92,7 +93,7 @@ def apply(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    merged = merge_checked(cfg, preset.settings)
+    merged = merge_checked(cfg, preset.settings, {"preset": preset.name})
     OmegaConf.set_struct(merged, True)
     ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(value_overrides(overrides)), merged)
     log.info("settings of preset %s (conf/presets/%s) for %s on %s", preset.name, preset.path.name, algo, cfg.dataset.id)

@@ -19,7 +19,7 @@ from minari.data_collector import EpisodeBuffer
 from rlrun import checkpoint
 from rlrun.resolvers import CONF_DIR, claim_dir, register_resolvers
 from rlrun.data import offline
-from rlrun.data.online import env_units, raw_env
+from rlrun.data.online import episode_buffers, raw_env
 from rlrun.data.replay import ReplayBuffer
 from rlrun.envs import make_env
 from rlrun.rollout import collect, load_run, mean_return, noisy, uniform_random, write_dataset
@@ -28,6 +28,7 @@ from rlrun.schema import register_configs
 log = logging.getLogger(__name__)
 LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 PENDULUM = "Pendulum-v1"
+EPISODE_FIELDS = ("observations", "actions", "rewards", "terminations", "truncations")
 
 
 def run_rlrun(overrides: Sequence[str], run_dir: Path) -> float:
@@ -74,9 +75,7 @@ def replay_episodes(run_dir: Path, step: int, action_space) -> list[EpisodeBuffe
     obs_dim, act_dim = saved["data"]["obs"].shape[1], saved["data"]["act"].shape[1]
     replay = ReplayBuffer(saved["size"] + 1, obs_dim, (act_dim,), torch.float32, torch.device("cpu"))
     replay.load_state_dict(saved)
-    return [EpisodeBuffer(id=i, observations=ep["observations"], actions=env_units(action_space, ep["actions"]),
-                          rewards=ep["rewards"], terminations=ep["terminations"], truncations=ep["truncations"])
-            for i, ep in enumerate(replay.episodes())]
+    return episode_buffers(replay, action_space)
 
 
 def train_teacher(run_dir: Path, steps: int, eval_every: int, seed: int) -> None:
@@ -136,5 +135,3 @@ def write_family(run_dir: Path, ids: dict[str, str], episodes: int, noise: float
         log.info("%s: %d episodes, mean return %.1f", dataset_id, len(data[level]), mean_return(data[level]))
     env.close()
 
-
-EPISODE_FIELDS = ("observations", "actions", "rewards", "terminations", "truncations")

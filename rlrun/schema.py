@@ -255,6 +255,8 @@ class Config:
     """A run directory to continue from its newest good checkpoint."""
     dry_run: bool = False
     """Build data, networks and device, print a summary, and stop before training."""
+    preset: Optional[str] = None
+    """Set by rlrun: the conf/presets file whose settings this run took (None: none)."""
 
 
 ALGO_SCHEMAS = {"sac": SACConfig, "cql": CQLConfig, "option_critic": OptionCriticConfig,

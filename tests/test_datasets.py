@@ -290,3 +290,9 @@ def test_unknown_minari_id_without_network_fails_fast_in_one_sentence(tmp_path):
     assert time.time() - start < 30 and result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("rlrun: error:")]
     assert len(errors) == 1 and "mujoco/unknown/none-v0" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_a_config_that_took_its_preset_keeps_its_overrides_when_built_again():
+    cfg = make_cfg("algo=cql", "dataset=pendulum_medium", "trainer.total_steps=123")
+    assert cfg.preset == "cql_pendulum" and cfg.trainer.total_steps == 123
+    assert presets.apply(cfg, ()).trainer.total_steps == 123  # build.run applies presets to what it is given

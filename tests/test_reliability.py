@@ -22,7 +22,9 @@ from rlrun.trainer import NonFiniteError, Schedule, Trainer
 
 from conftest import make_cfg, rlrun
 
-SMALL = ["network.hidden_sizes=[32,32]", "trainer.progress=false", "trainer.eval_episodes=1", "trainer.log_every=50"]
+# one CPU matmul backend for every run: auto times the two at start, and two runs of a busy machine may choose apart
+SMALL = ["network.hidden_sizes=[32,32]", "trainer.progress=false", "trainer.eval_episodes=1", "trainer.log_every=50",
+         "device.cpu_matmul=blas"]
 ONLINE = ["algo=sac", "env=pendulum", "trainer.learning_starts=100", "trainer.eval_every=200",
           "trainer.checkpoint_every=100", *SMALL]
 OFFLINE = ["algo=cql", "dataset=pendulum", "dataset.id=test/pendulum/random-v0", "dataset.builder=null",

@@ -72,6 +72,13 @@ def env_units(space: gym.Space, actions: np.ndarray) -> np.ndarray:
     return (space.low + (actions + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
 
 
+def episode_buffers(replay: ReplayBuffer, action_space: gym.Space) -> list[EpisodeBuffer]:
+    """The replay's complete episodes as Minari episode buffers, actions in the env's units."""
+    return [EpisodeBuffer(id=i, observations=ep["observations"], actions=env_units(action_space, ep["actions"]),
+                          rewards=ep["rewards"], terminations=ep["terminations"], truncations=ep["truncations"])
+            for i, ep in enumerate(replay.episodes())]
+
+
 def raw_env(env: gym.Env) -> gym.Env:
     """The env below rlrun's own [-1, 1] action rescaling (its spec and spaces are the env's own)."""
     return env.env if isinstance(env, gym.wrappers.RescaleAction) else env
@@ -170,9 +177,7 @@ class EnvSource:
     def export(self, dataset_id: str, algorithm_name: str) -> minari.MinariDataset:
         """Write the replay's complete episodes as a local Minari dataset, actions in env units."""
         env = raw_env(self.env)
-        buffers = [EpisodeBuffer(id=i, observations=ep["observations"], actions=env_units(env.action_space, ep["actions"]),
-                                 rewards=ep["rewards"], terminations=ep["terminations"], truncations=ep["truncations"])
-                   for i, ep in enumerate(self.replay.episodes())]
+        buffers = episode_buffers(self.replay, env.action_space)
         free_id = next_free_version(dataset_id)
         if free_id != dataset_id:
             log.warning("Minari dataset %s exists already; writing this buffer as %s", dataset_id, free_id)
