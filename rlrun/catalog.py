@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from rlrun import presets
+from rlrun.resolvers import CONF_DIR
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(CONF_DIR)
 GROUPS = ["algo", "dataset", "env", "network", "device", "hydra/launcher", "hydra/sweeper"]
 
 

@@ -65,14 +65,12 @@ def job_config_request(argv: list[str]) -> list[str] | None:
 
 def show_job_config(overrides: list[str], resolve: bool) -> None:
     """Print the job config as a run would use it: composed by Hydra, with the dataset's preset applied."""
-    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     from rlrun import presets
 
     try:
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            cfg = presets.apply(compose("config", overrides=overrides), overrides)
+        cfg = presets.compose(overrides)
     except (HydraException, ValueError) as e:
         print(f"rlrun: error: {str(e).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)

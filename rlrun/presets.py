@@ -98,3 +98,16 @@ def apply(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
     ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(value_overrides(overrides)), merged)
     log.info("settings of preset %s (conf/presets/%s) for %s on %s", preset.name, preset.path.name, algo, cfg.dataset.id)
     return merged
+
+
+def compose(overrides: Sequence[str]) -> DictConfig:
+    """The config a run with these command-line overrides gets: composed by Hydra from conf/ (inside a
+    running Hydra app, by that app's), then its dataset's preset on top."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return apply(hydra_compose("config", overrides=list(overrides)), overrides)
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return apply(hydra_compose("config", overrides=list(overrides)), overrides)

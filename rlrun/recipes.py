@@ -8,16 +8,15 @@ config's `builder`, called when its dataset is missing from the local Minari sto
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from minari.data_collector import EpisodeBuffer
 
-from rlrun import checkpoint
-from rlrun.resolvers import CONF_DIR, claim_dir, register_resolvers
+from rlrun import checkpoint, presets
+from rlrun.resolvers import claim_dir, register_resolvers
 from rlrun.data import offline
 from rlrun.data.online import episode_buffers, raw_env
 from rlrun.data.replay import ReplayBuffer
@@ -28,7 +27,6 @@ from rlrun.schema import register_configs
 log = logging.getLogger(__name__)
 LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 PENDULUM = "Pendulum-v1"
-EPISODE_FIELDS = ("observations", "actions", "rewards", "terminations", "truncations")
 
 
 def run_rlrun(overrides: Sequence[str], run_dir: Path) -> float:
@@ -37,12 +35,7 @@ def run_rlrun(overrides: Sequence[str], run_dir: Path) -> float:
 
     register_resolvers()
     register_configs()
-    if GlobalHydra.instance().is_initialized():
-        cfg = compose("config", overrides=list(overrides))
-    else:
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            cfg = compose("config", overrides=list(overrides))
-    return run(cfg, run_dir, overrides)
+    return run(presets.compose(overrides), run_dir, overrides)
 
 
 def build_pendulum_buffer(dataset_id: str, total_steps: int = 20000, seed: int = 0,
@@ -122,8 +115,7 @@ def write_family(run_dir: Path, ids: dict[str, str], episodes: int, noise: float
         act = noisy(policy.act, env.action_space, noise, 0.0, seed + step)
         data[level] = collect(act, policy.algo.initial_state, env, seed + step, episodes, progress=False)
     data["medium-replay"] = replay_episodes(run_dir, medium_step, raw_env(env).action_space)
-    data["medium-expert"] = [EpisodeBuffer(id=i, **{k: getattr(ep, k) for k in EPISODE_FIELDS})
-                             for i, ep in enumerate(data["medium"] + data["expert"])]
+    data["medium-expert"] = [replace(ep, id=i) for i, ep in enumerate(data["medium"] + data["expert"])]
     recipe = {"random": "uniform random actions", "expert": f"the SAC teacher after {max(curve)} steps",
               "medium": f"the SAC teacher at step {medium_step} (evaluation return {curve[medium_step]:.1f}, "
                         f"target {target:.1f})", "medium-replay": f"the SAC teacher's replay up to step {medium_step}",

@@ -11,11 +11,10 @@ import gymnasium as gym
 import minari
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from minari.data_collector import EpisodeBuffer
 
 from rlrun import onednn, presets
-from rlrun.resolvers import CONF_DIR, register_resolvers
+from rlrun.resolvers import register_resolvers
 from rlrun.schema import register_configs
 
 register_resolvers()
@@ -42,8 +41,7 @@ def blas_matmul(monkeypatch):
 
 def make_cfg(*overrides: str):
     """The config a run with these overrides gets: composed by Hydra, then its dataset's preset."""
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        return presets.apply(compose("config", overrides=list(overrides)), overrides)
+    return presets.compose(overrides)
 
 
 def rlrun(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
