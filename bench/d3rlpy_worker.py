@@ -13,9 +13,30 @@ import torch
 import d3rlpy
 
 
+def make_config(algo: str, common: dict, enc, args):
+    """d3rlpy's config of `algo` at the sizes rlrun's bench uses (rlrun's defaults where they differ)."""
+    if algo == "cql":
+        return d3rlpy.algos.CQLConfig(**common, conservative_weight=1.0, n_action_samples=args.n_actions,
+                                      alpha_learning_rate=0.0)
+    if algo == "sac":
+        return d3rlpy.algos.SACConfig(**common)
+    if algo == "bc":
+        return d3rlpy.algos.BCConfig(encoder_factory=enc, batch_size=args.batch, learning_rate=3e-4)
+    if algo == "td3_bc":
+        return d3rlpy.algos.TD3PlusBCConfig(**common, alpha=2.5, update_actor_interval=2)
+    if algo == "iql":
+        return d3rlpy.algos.IQLConfig(**common, value_encoder_factory=enc, expectile=0.7, weight_temp=3.0)
+    if algo == "awac":
+        return d3rlpy.algos.AWACConfig(**common, lam=1.0)
+    # ReBRAC: LayerNorm in the critics, as rlrun's critic_layer_norm
+    layer_norm = d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=args.hidden, use_layer_norm=True)
+    return d3rlpy.algos.ReBRACConfig(**(common | {"critic_encoder_factory": layer_norm}), actor_beta=0.1,
+                                     critic_beta=0.1, update_actor_interval=2)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--algo", choices=["cql", "sac"], required=True)
+    p.add_argument("--algo", choices=["cql", "sac", "bc", "td3_bc", "iql", "awac", "rebrac"], required=True)
     p.add_argument("--obs-dim", type=int, required=True)
     p.add_argument("--act-dim", type=int, required=True)
     p.add_argument("--hidden", type=int, nargs="+", required=True)
@@ -35,11 +56,7 @@ def main() -> None:
     enc = d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=args.hidden)
     common = dict(actor_encoder_factory=enc, critic_encoder_factory=enc, batch_size=args.batch,
                   actor_learning_rate=1e-4, critic_learning_rate=3e-4)
-    if args.algo == "cql":
-        config = d3rlpy.algos.CQLConfig(**common, conservative_weight=1.0, n_action_samples=args.n_actions,
-                                        alpha_learning_rate=0.0)
-    else:
-        config = d3rlpy.algos.SACConfig(**common)
+    config = make_config(args.algo, common, enc, args)
     algo = config.create(device=args.device)
     algo.build_with_dataset(dataset)
     batch = dataset.sample_transition_batch(args.batch)

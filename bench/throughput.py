@@ -1,6 +1,8 @@
-"""Update throughput of rlrun's CQL and SAC, with d3rlpy 2.8.1 side by side in the same run.
+"""Update throughput of rlrun's offline algorithms and SAC, with d3rlpy 2.8.1's same algorithm side
+by side in the same run.
 
     python bench/throughput.py [--seconds 20] [--configs door pendulum] [--devices cpu cuda]
+                               [--algos cql sac bc td3_bc iql awac rebrac]
 
 Sizes: door = 39 obs, 28 actions, 3x256 actor and critics, batch 256, 10 sampled actions;
 pendulum = 3 obs, 1 action, 2x64 (the cql_pendulum preset), batch 256, 10 sampled actions.
@@ -26,12 +28,13 @@ from pathlib import Path
 
 import torch
 
-from rlrun import onednn
+from rlrun import onednn, presets
 from rlrun.accel import MMAP_THRESHOLD, TRIM_THRESHOLD, accelerate, keep_freed_memory
 from rlrun.algos.base import Batch
-from rlrun.algos.cql import CQL
-from rlrun.algos.sac import SAC
-from rlrun.nets import MLPSpec
+from rlrun.build import make_algo
+from rlrun.data.online import Spaces
+from rlrun.resolvers import register_resolvers
+from rlrun.schema import register_configs
 
 HERE = Path(__file__).resolve().parent
 D3RLPY_PY = HERE / ".venv-d3rlpy" / "bin" / "python"
@@ -46,7 +49,9 @@ def linear_flops(rows: int, dims: list[int]) -> int:
 
 
 def update_flops(algo: str, obs: int, act: int, hidden: list[int], n_critics: int = 2) -> float:
-    """Matmul FLOPs of one update (backward = 2x forward) as rlrun computes it."""
+    """Matmul FLOPs of one CQL or SAC update (backward = 2x forward) as rlrun computes it; nan for the others."""
+    if algo not in ("cql", "sac"):
+        return float("nan")
     def critic(rows: int, states: int) -> int:  # first layer: W_s s once per state, W_a a per action
         return n_critics * (2 * states * obs * hidden[0] + 2 * rows * act * hidden[0] + linear_flops(rows, [*hidden, 1]))
 
@@ -90,12 +95,15 @@ def rlrun_rate(algo: str, cfg: str, device: torch.device, amp: bool, compile: bo
         torch._dynamo.reset()  # each variant builds new modules and optimizers: compile afresh, not against old guards
     obs, act, hidden = CONFIGS[cfg]
     torch.manual_seed(0)
-    cls, extra = (CQL, {"n_actions": N_ACTIONS, "backup_entropy": False}) if algo == "cql" else (SAC, {})
-    model = cls(obs, act, MLPSpec(hidden), device, actor_lr=1e-4, critic_lr=3e-4, **extra)
+    # each algorithm's schema defaults (CQL: 10 sampled actions, no entropy backup, door's learning rates)
+    extra = [f"algo.n_actions={N_ACTIONS}", "algo.backup_entropy=false", "algo.actor_lr=1e-4"] if algo == "cql" else []
+    config = presets.compose([f"algo={algo}", "env=pendulum", f"network.hidden_sizes=[{','.join(map(str, hidden))}]",
+                              f"trainer.batch_size={BATCH}", "trainer.total_steps=1000000", *extra])
+    model = make_algo(config, Spaces(obs_dim=obs, act_dim=act, discrete=False), device)
     update = accelerate(model.update, device, amp, compile, graphs)
     batch = Batch(torch.randn(BATCH, obs, device=device), torch.rand(BATCH, act, device=device) * 2 - 1,
                   torch.randn(BATCH, device=device), torch.randn(BATCH, obs, device=device),
-                  torch.zeros(BATCH, device=device))
+                  torch.zeros(BATCH, device=device), next_act=torch.rand(BATCH, act, device=device) * 2 - 1)
     for _ in range(5 if not (compile or graphs) else 20):
         update(batch)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -124,10 +132,12 @@ def d3rlpy_rate(algo: str, cfg: str, device: torch.device, seconds: float, keep_
 
 
 def main() -> None:
+    register_resolvers()
+    register_configs()
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS))
-    p.add_argument("--algos", nargs="+", default=["cql", "sac"])
+    p.add_argument("--algos", nargs="+", default=["cql", "sac", "bc", "td3_bc", "iql", "awac", "rebrac"])
     p.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     p.add_argument("--cpu-matmul", choices=onednn.CHOICES, default="auto",
@@ -161,10 +171,11 @@ def main() -> None:
                 for name, amp, comp, graphs, use_onednn in variants:
                     rate = rlrun_rate(algo, cfg, device, amp, comp, graphs, args.seconds, use_onednn)
                     util = update_flops(algo, *CONFIGS[cfg]) * rate / peaks["bf16" if amp else "fp32"]
+                    util_text = "–" if util != util else f"{100 * util:.0f}%"
                     ratio = f"{rate / base:.2f}x" if base else "n/a"
                     d3 = f"{base:.1f}" if base else "not installed"
                     tuned_cols = f"{tuned:.1f} | {rate / tuned:.2f}x" if tuned else "n/a | n/a"
-                    print(f"| {cfg} | {algo} | {name} | {rate:.1f} | {d3} | {ratio} | {100 * util:.0f}% | {tuned_cols} |",
+                    print(f"| {cfg} | {algo} | {name} | {rate:.1f} | {d3} | {ratio} | {util_text} | {tuned_cols} |",
                           flush=True)
 
 

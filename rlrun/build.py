@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlrun import checkpoint, onednn, presets, video
 from rlrun.accel import accelerate, keep_freed_memory
+from rlrun.algos import base
 from rlrun.data import offline
 from rlrun.data.online import EnvSource, Spaces
 from rlrun.envs import make_env
@@ -25,7 +26,6 @@ from rlrun.errors import UserError
 from rlrun.logger import Logger, flatten
 from rlrun.schema import merge_checked, with_current_schema
 from rlrun.trainer import Schedule, Trainer
-from rlrun.viz import termination_figure
 
 log = logging.getLogger(__name__)
 POSITIVE_TRAINER_KEYS = ("total_steps", "batch_size", "eval_every", "eval_episodes", "log_every",
@@ -46,6 +46,9 @@ def check_config(cfg: DictConfig) -> None:
     if algo_cls.online_only and cfg.env is None:
         raise UserError(f"{algo_cls.__name__} learns online and needs an environment: add env=... "
                         f"(e.g. env=cartpole) instead of dataset=....")
+    if algo_cls.offline_only and cfg.dataset is None:
+        raise UserError(f"{algo_cls.__name__} learns from datasets only: add dataset=... (e.g. dataset=pendulum_medium) "
+                        f"instead of env=....")
     bad = [k for k in POSITIVE_TRAINER_KEYS if cfg.trainer[k] <= 0]
     if bad:
         raise UserError(f"trainer.{bad[0]} must be a positive integer, got {cfg.trainer[bad[0]]}.")
@@ -111,9 +114,14 @@ def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
         kind = "discrete" if spaces.discrete else "continuous"
         raise UserError(f"{algo_cls.__name__} does not support {kind} actions; choose another algo= or env=.")
     sizes = {"obs_dim": spaces.obs_dim, "act_dim": spaces.act_dim}
-    if "discrete" in cfg.algo.keys():  # `in` alone is False for a ??? value
+    if algo_cls.discrete_actions is None:  # it takes both kinds, so it is told which
         sizes["discrete"] = spaces.discrete
-    algo = instantiate(cfg.algo, **sizes, network=instantiate(cfg.network, _convert_="all"), device=device)
+    # network and device go to the class directly: through instantiate they would become configs
+    algo = instantiate(cfg.algo, **sizes, _partial_=True)(network=instantiate(cfg.network, _convert_="all"), device=device)
+    try:
+        base.check_contract(algo)
+    except base.ContractError as e:
+        raise UserError(str(e)) from None
     d = cfg.device
     algo.update = accelerate(algo.update, device, d.amp, d.compile, d.cuda_graphs)
     return algo
@@ -201,17 +209,16 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
             if v is not None and not any(part.startswith("_") or part == "builder" for part in k.split("."))}
 
 
-def log_termination_maps(algo: Any, source: Any, logger: Logger, run_dir: Path, step: int,
-                         device: torch.device) -> None:
-    """Option-critic in a grid world: β of each option over the grid, to TensorBoard and a PNG."""
-    if not (source.online and hasattr(algo, "beta")):
+def log_figures(algo: Any, source: Any, logger: Logger, run_dir: Path, step: int, device: torch.device) -> None:
+    """The algorithm's figures hook after training (option-critic: β maps of a grid world), to TensorBoard and PNGs."""
+    if not source.online:
         return
-    figure = termination_figure(algo.beta, source.env, device)
-    if figure is None:
-        return
-    figure.savefig(run_dir / "termination_probs.png", dpi=100)
-    logger.figure("eval/termination_probs", figure, step)
-    log.info("termination probabilities of each option: %s", run_dir / "termination_probs.png")
+    env = source.make_eval_env(0)
+    for name, figure in base.figures(algo, env, device).items():
+        figure.savefig(run_dir / f"{name}.png", dpi=100)
+        logger.figure(f"eval/{name}", figure, step)
+        log.info("%s: %s", name, run_dir / f"{name}.png")
+    env.close()
 
 
 def with_presets(cfg: DictConfig, overrides: Sequence[str], run_dir: Path | None = None) -> DictConfig:
@@ -239,7 +246,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
         video.default_mujoco_backend()
     source = make_source(cfg, device)
     algo = make_algo(cfg, source.spaces, device)
-    if cfg.dataset is not None:
+    if cfg.dataset is not None:  # the contract's normalizer hook
         algo.obs_norm.set(source.obs_mean, source.obs_std)
     if cfg.dry_run:
         print(summary(cfg, source, algo, device))
@@ -254,7 +261,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
         logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```")
     try:
         result = trainer.run()
-        log_termination_maps(algo, source, logger, run_dir, trainer.step, device)
+        log_figures(algo, source, logger, run_dir, trainer.step, device)
         if cfg.env is not None and cfg.trainer.save_buffer:
             source.export(cfg.trainer.buffer_dataset_id, f"rlrun {type(algo).__name__}")
         logger.hparams(_hparams(cfg), [k for k in trainer.last_eval])

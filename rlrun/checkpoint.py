@@ -27,27 +27,40 @@ class CheckpointError(Exception):
     """A checkpoint file that cannot be read back."""
 
 
+def stateful(value: Any) -> bool:
+    """Whether an attribute is checkpointed state: a tensor, or anything with state_dict and
+    load_state_dict (modules, optimizers, LR schedulers)."""
+    return isinstance(value, torch.Tensor) or (callable(getattr(value, "state_dict", None))
+                                               and callable(getattr(value, "load_state_dict", None)))
+
+
 def collect(obj: Any) -> dict[str, Any]:
-    """State of every nn.Module, optimizer and tensor attribute of `obj`, by attribute name."""
+    """State of every stateful attribute of `obj` (see `stateful`), by attribute name."""
     state = {}
     for name, value in vars(obj).items():
-        if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
-            state[name] = value.state_dict()
-        elif isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor):
             state[name] = value.detach().clone()
+        elif stateful(value):
+            state[name] = value.state_dict()
     return state
 
 
 def restore(obj: Any, state: dict[str, Any]) -> None:
-    """Inverse of `collect`: loads each saved entry into the attribute of the same name."""
-    for name, value in vars(obj).items():
-        if name not in state:
-            continue
-        if isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
-            value.load_state_dict(state[name])
-        elif isinstance(value, torch.Tensor):
+    """Inverse of `collect`, strictly: a saved entry without an attribute, or a stateful attribute
+    without a saved entry, raises CheckpointError naming them before anything is loaded."""
+    names = {name for name, value in vars(obj).items() if stateful(value)}
+    missing, unexpected = sorted(names - state.keys()), sorted(state.keys() - names)
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected {', '.join(unexpected)}"] if unexpected else [])
+        raise CheckpointError(f"the saved state does not match {type(obj).__name__}: {'; '.join(parts)}")
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, torch.Tensor):
             with torch.no_grad():
                 value.copy_(state[name])
+        else:
+            value.load_state_dict(state[name])
 
 
 def rng_state() -> dict[str, Any]:

@@ -118,3 +118,46 @@ def termination_loss(beta_next: Tensor, advantage: Tensor, xi: float, terminal: 
 def intra_option_pg_loss(log_prob: Tensor, advantage: Tensor, entropy: Tensor, entropy_coef: float) -> Tensor:
     """−E[log π_ω(a|s) (G − Q_Ω(s, ω)) + η H(π_ω(·|s))]: the intra-option policy gradient with a baseline."""
     return -(log_prob * advantage.detach() + entropy_coef * entropy).mean()
+
+
+# --- offline actor-critics: TD3+BC, ReBRAC, IQL, AWAC, BC ------------------------------------
+def smoothed_target_action(action: Tensor, noise: Tensor, noise_clip: float) -> Tensor:
+    """TD3's target policy smoothing: clip(a + clip(noise, ±c), ±1); noise already scaled by its σ."""
+    return (action + noise.clamp(-noise_clip, noise_clip)).clamp(-1.0, 1.0)
+
+
+def td3_bc_actor_loss(q_pi: Tensor, pi_act: Tensor, data_act: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """TD3+BC: −λ E[Q(s, π(s))] + E[(π(s) − a)²] (mean over batch and action dims), λ = α / E|Q(s, π(s))|
+    held constant; returns the loss and λ. q_pi (B,), pi_act and data_act (B, A)."""
+    lam = alpha / q_pi.abs().mean().detach()
+    return -lam * q_pi.mean() + ((pi_act - data_act) ** 2).mean(), lam
+
+
+def rebrac_actor_loss(q_pi: Tensor, pi_act: Tensor, data_act: Tensor, bc_coef: float,
+                      normalize_q: bool) -> Tensor:
+    """ReBRAC's actor: E[β ||π(s) − a||² − λ Q(s, π(s))], λ = 1 / E|Q(s, π(s))| (held constant) when
+    normalize_q, else 1. q_pi (B,), pi_act and data_act (B, A)."""
+    lam = 1.0 / q_pi.abs().mean().detach() if normalize_q else 1.0
+    return (bc_coef * ((pi_act - data_act) ** 2).sum(-1) - lam * q_pi).mean()
+
+
+def rebrac_next_value(q_next: Tensor, next_pi_act: Tensor, next_data_act: Tensor, bc_coef: float) -> Tensor:
+    """ReBRAC's critic penalty: Q̄(s', a') − β' ||a' − a'_data||², a' the target policy's next action;
+    q_next (B,), actions (B, A) -> (B,)."""
+    return q_next - bc_coef * ((next_pi_act - next_data_act) ** 2).sum(-1)
+
+
+def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
+    """IQL's value loss E[|τ − 1(u < 0)| u²] with u = Q(s, a) − V(s): τ > 0.5 weighs V below Q more."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff**2).mean()
+
+
+def advantage_weights(advantage: Tensor, temperature: float, max_weight: float) -> Tensor:
+    """exp(β A) clipped above at max_weight, without gradient (IQL: β = beta; AWAC: β = 1/λ)."""
+    return (temperature * advantage.detach()).exp().clamp(max=max_weight)
+
+
+def weighted_log_likelihood_loss(log_prob: Tensor, weights: Tensor) -> Tensor:
+    """−E[w log π(a|s)]: behaviour cloning weighted by w (w = 1: plain BC by log-likelihood)."""
+    return -(weights * log_prob).mean()

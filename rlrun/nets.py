@@ -175,6 +175,56 @@ class TanhGaussianActor(nn.Module):
         return tanh_gaussian_log_prob_of(act, *self._dist(obs))
 
 
+class DeterministicActor(nn.Module):
+    """a = tanh(μ(s)) in [-1, 1] (BC, TD3+BC, ReBRAC)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, spec: MLPSpec) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, spec)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.net(obs))
+
+    def act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        return self(obs)
+
+
+class GaussianActor(nn.Module):
+    """π(a|s) = N(μ(s), σ) with a state-independent σ, actions clipped to [-1, 1] (IQL, AWAC, Gaussian BC).
+
+    μ(s) is tanh-squashed when `tanh_mean` (IQL's policy) and raw otherwise (AWAC's); log σ is
+    clamped to [-20, 2]. `dropout` drops hidden units while learning (IQL on Adroit), never when acting.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, spec: MLPSpec, tanh_mean: bool, dropout: float) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, spec)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.tanh_mean, self.dropout = tanh_mean, dropout
+
+    def mean(self, obs: Tensor, dropout: bool = False) -> Tensor:
+        x = obs
+        for layer in self.net:
+            x = layer(x)
+            if dropout and self.dropout > 0 and isinstance(layer, tuple(ACTIVATIONS.values())):
+                x = F.dropout(x, self.dropout, training=True)
+        return torch.tanh(x) if self.tanh_mean else x
+
+    def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
+        """log π(act|obs) of given actions, summed over the action dim, with dropout: (B, O), (B, A) -> (B,)."""
+        std = self.log_std.clamp(-20.0, 2.0).exp()
+        return torch.distributions.Normal(self.mean(obs, dropout=True), std).log_prob(act).sum(-1)
+
+    def sample(self, obs: Tensor) -> Tensor:
+        """A sampled action, clipped to [-1, 1], without gradient: (*B, O) -> (*B, A)."""
+        with torch.no_grad():
+            mean = self.mean(obs)
+            return (mean + self.log_std.clamp(-20.0, 2.0).exp() * torch.randn_like(mean)).clamp(-1.0, 1.0)
+
+    def act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        return self.mean(obs).clamp(-1.0, 1.0) if deterministic else self.sample(obs)
+
+
 def squash_log_std(raw: Tensor) -> Tensor:
     """Unbounded network output -> log σ in [LOG_STD_MIN, LOG_STD_MAX], smoothly."""
     return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw) + 1)

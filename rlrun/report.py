@@ -6,7 +6,9 @@ Runs (directories with TensorBoard events and a .hydra/config.yaml) are grouped 
 with the seed removed. The table gives, per group, the last value of each metric (mean ± std over
 seeds), its best value over the run (mean ± std), and the interquartile mean of the last values with
 a 95% percentile-bootstrap confidence interval
-(numpy; rliable 1.2 fails to import beside pandas 3). Learning curves show the mean and a 95% bootstrap band of the mean per group.
+(numpy; rliable 1.2 fails to import beside pandas 3). Learning curves show the mean and a 95% bootstrap band of the mean per group. When the runs
+hold several algorithms, a comparison table per metric follows: one row per dataset (or env), one
+column per algorithm, each cell the IQM of the last values with its 95% CI.
 """
 
 from __future__ import annotations
@@ -149,6 +151,36 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def algorithm_and_data(run: Run) -> tuple[str, str]:
+    """The algorithm's class name and the dataset id or env id of a run."""
+    algo = str(run.config.get("algo._target_", "?")).rsplit(".", 1)[-1]
+    return algo, str(run.config.get("dataset.id") or run.config.get("env.id"))
+
+
+def comparison(runs: list[Run], metric: str) -> str:
+    """Algorithms side by side on each dataset: IQM of the last value [95% CI] over seeds, and the
+    run count; a markdown table with one row per dataset and one column per algorithm."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        if metric in run.curves:
+            cells.setdefault(algorithm_and_data(run), []).append(float(run.curves[metric][1][-1]))
+    algos = sorted({a for a, _ in cells})
+    datasets = sorted({d for _, d in cells})
+    lines = [f"| {metric}, last: IQM [95% CI] (runs) | " + " | ".join(algos) + " |",
+             "|---|" + "---|" * len(algos)]
+    for data in datasets:
+        row = []
+        for algo in algos:
+            values = np.array(cells.get((algo, data), []))
+            if len(values):
+                point, low, high = iqm_with_ci(values)
+                row.append(f"{point:.1f} [{low:.1f}, {high:.1f}] ({len(values)})")
+            else:
+                row.append("–")
+        lines.append(f"| {data} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def report(root: Path, metrics: list[str], out: Path) -> str:
     runs = find_runs(root, metrics)
     if not runs:
@@ -157,6 +189,8 @@ def report(root: Path, metrics: list[str], out: Path) -> str:
     rows = table(groups, metrics)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows)
+    if len({algorithm_and_data(r)[0] for r in runs}) > 1:  # several algorithms: compare them per dataset
+        text += "".join(f"\n\n{comparison(runs, tag)}" for tag in metrics if any(tag in r.curves for r in runs))
     (out / "report.md").write_text(text + "\n")
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["group"])

@@ -87,7 +87,10 @@ def load_run(run_dir: Path, step: int | None = None, device: str = "cpu") -> Sav
     spaces = spaces_of(env.observation_space, env.action_space)
     env.close()
     algo = make_algo(cfg, spaces, torch.device(device))
-    checkpoint.restore(algo, state["algo"])
+    try:
+        checkpoint.restore(algo, state["algo"])
+    except checkpoint.CheckpointError as e:
+        raise UserError(f"cannot load {path}: {e}; load it with the rlrun version that wrote it.") from None
     return SavedRun(path, state["step"], cfg, algo, make, torch.device(device))
 
 

@@ -178,6 +178,101 @@ class CQLConfig(SACConfig):
 
 
 @dataclass
+class OfflineActorCriticSettings:
+    """Settings every offline actor-critic of the suite (TD3+BC, ReBRAC, IQL, AWAC) declares."""
+
+    obs_dim: int = MISSING
+    """Observation size (set at run time)."""
+    act_dim: int = MISSING
+    """Action size (set at run time)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Soft target update rate."""
+    actor_lr: float = 3e-4
+    """Actor learning rate."""
+    critic_lr: float = 3e-4
+    """Critic learning rate."""
+    num_critics: int = 2
+    """Critics in the ensemble (min over them for targets)."""
+
+
+@dataclass
+class DelayedPolicySettings(OfflineActorCriticSettings):
+    """TD3's policy delay and target policy smoothing (TD3+BC, ReBRAC)."""
+
+    policy_noise: float = 0.2
+    """Std of the Gaussian noise on the target policy's next action (in [-1, 1] units)."""
+    noise_clip: float = 0.5
+    """That noise is clipped to +-noise_clip."""
+    policy_freq: int = 2
+    """The actor and the targets update once every policy_freq critic updates."""
+
+
+@dataclass
+class BCConfig:
+    _target_: str = "rlrun.algos.bc.BC"
+    obs_dim: int = MISSING
+    """Observation size (set at run time)."""
+    act_dim: int = MISSING
+    """Action size (set at run time)."""
+    actor_lr: float = 3e-4
+    """Actor learning rate."""
+    gaussian: bool = False
+    """Gaussian actor trained by log-likelihood instead of a deterministic one trained by mean squared error."""
+
+
+@dataclass
+class TD3BCConfig(DelayedPolicySettings):
+    _target_: str = "rlrun.algos.td3_bc.TD3BC"
+    alpha: float = 2.5
+    """alpha of lambda = alpha / mean |Q|: the weight of Q against behaviour cloning in the actor loss."""
+
+
+@dataclass
+class ReBRACConfig(DelayedPolicySettings):
+    _target_: str = "rlrun.algos.rebrac.ReBRAC"
+    actor_lr: float = 1e-3
+    """Actor learning rate (ReBRAC's default)."""
+    critic_lr: float = 1e-3
+    """Critic learning rate (ReBRAC's default)."""
+    actor_bc_coef: float = 1.0
+    """Weight of the actor's behaviour-cloning penalty ||pi(s) - a||^2."""
+    critic_bc_coef: float = 1.0
+    """Weight of the critic target's penalty ||a' - a'_data||^2."""
+    normalize_q: bool = True
+    """Divide the actor's Q term by mean |Q| (held constant)."""
+    critic_layer_norm: bool = True
+    """LayerNorm in the critics' hidden layers (the actor follows network.layer_norm)."""
+
+
+@dataclass
+class IQLConfig(OfflineActorCriticSettings):
+    _target_: str = "rlrun.algos.iql.IQL"
+    value_lr: float = 3e-4
+    """Learning rate of the state-value network V."""
+    expectile: float = 0.7
+    """Expectile tau of the value loss (0.5: mean; towards 1: max over the data's actions)."""
+    beta: float = 3.0
+    """Inverse temperature of the advantage weights exp(beta * A)."""
+    max_weight: float = 100.0
+    """Advantage weights are clipped above at this."""
+    actor_dropout: float = 0.0
+    """Dropout rate in the actor's hidden layers while learning."""
+    lr_schedule_steps: int = MISSING
+    """Updates of the actor's cosine learning-rate schedule (conf/algo/iql.yaml: trainer.total_steps)."""
+
+
+@dataclass
+class AWACConfig(OfflineActorCriticSettings):
+    _target_: str = "rlrun.algos.awac.AWAC"
+    awac_lambda: float = 1.0
+    """Temperature lambda of the advantage weights exp(A / lambda)."""
+    max_weight: float = 100.0
+    """Advantage weights are clipped above at this."""
+
+
+@dataclass
 class OptionSettings:
     """Settings of the options themselves, shared by both option-critics."""
 
@@ -259,8 +354,10 @@ class Config:
     """Set by rlrun: the conf/presets file whose settings this run took (None: none)."""
 
 
-ALGO_SCHEMAS = {"sac": SACConfig, "cql": CQLConfig, "option_critic": OptionCriticConfig,
-                "soft_option_critic": SoftOptionCriticConfig}  # conf/algo/<name>.yaml uses <name>_schema
+# The algorithm registry: conf/algo/<name>.yaml uses <name>_schema; the contract tests cover every entry.
+ALGO_SCHEMAS = {"sac": SACConfig, "cql": CQLConfig, "bc": BCConfig, "td3_bc": TD3BCConfig, "iql": IQLConfig,
+                "awac": AWACConfig, "rebrac": ReBRACConfig, "option_critic": OptionCriticConfig,
+                "soft_option_critic": SoftOptionCriticConfig}
 
 
 def with_current_schema(saved: dict[str, Any]) -> DictConfig:

@@ -104,7 +104,11 @@ class Trainer:
                 "cpu_matmul": onednn.current() if self.device.type == "cpu" else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        checkpoint.restore(self.algo, state["algo"])
+        try:
+            checkpoint.restore(self.algo, state["algo"])
+        except checkpoint.CheckpointError as e:
+            raise UserError(f"cannot resume from {self.run_dir / 'checkpoints'}: {e}; resume it with the rlrun "
+                            f"version that wrote it, or start a new run.") from None
         self.source.load_state_dict(state["source"])
         checkpoint.set_rng_state(state["rng"])
         self.step, self.last_eval = state["step"], state["last_eval"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 
@@ -11,7 +12,11 @@ import torch
 
 from rlrun import checkpoint, onednn
 from rlrun.algos.base import Batch
+from hydra.utils import get_class
+
+from rlrun.accel import accelerate
 from rlrun.build import make_algo, make_source
+from rlrun.schema import ALGO_SCHEMAS
 from rlrun.data.online import Spaces
 from rlrun.data.replay import ReplayBuffer
 from rlrun.losses import soft_update, temperature_loss
@@ -20,20 +25,36 @@ from conftest import make_cfg
 
 CONTINUOUS = Spaces(obs_dim=5, act_dim=3, discrete=False)
 DISCRETE = Spaces(obs_dim=4, act_dim=2, discrete=True)
-ALGOS = {"sac": CONTINUOUS, "cql": CONTINUOUS, "option_critic": DISCRETE, "option_critic-box": CONTINUOUS,
-         "soft_option_critic": CONTINUOUS, "soft_option_critic-every": CONTINUOUS,
-         "soft_option_critic-huber": CONTINUOUS}
-VARIANTS = {"soft_option_critic-every": ["algo.critic_every_option=true"],
+# variants of registered algorithms that take another code path
+VARIANTS = {"bc-gaussian": ["algo.gaussian=true"], "iql-dropout": ["algo.actor_dropout=0.1"],
+            "cql-lagrange-bc": ["algo.lagrange=true", "algo.bc_steps=2", "algo.max_target_backup=true"],
+            "soft_option_critic-every": ["algo.critic_every_option=true"],
             "soft_option_critic-huber": ["algo.critic_every_option=true", "algo.critic_huber=1.0"]}
 N_OPTIONS = 3
 
 
-def build(name: str, spaces: Spaces, seed: int = 0):
+def registry_cases() -> dict[str, Spaces]:
+    """Every registered algorithm (rlrun.schema.ALGO_SCHEMAS) on each kind of action space it takes,
+    and the VARIANTS: a newly registered algorithm joins every contract test here."""
+    cases = {}
+    for name, schema in ALGO_SCHEMAS.items():
+        kind = get_class(schema._target_).discrete_actions
+        if kind is not False:
+            cases[name] = DISCRETE
+        if kind is not True:
+            cases[name if kind is False else f"{name}-box"] = CONTINUOUS
+    return cases | {name: CONTINUOUS for name in VARIANTS}
+
+
+ALGOS = registry_cases()
+
+
+def build(name: str, spaces: Spaces, seed: int = 0, *overrides: str):
     torch.manual_seed(seed)
     algo = name.split("-")[0]
     extra = {"option_critic": [f"algo.n_options={N_OPTIONS}", "algo.critic_every=1"],
              "soft_option_critic": [f"algo.n_options={N_OPTIONS}"]}.get(algo, []) + VARIANTS.get(name, [])
-    cfg = make_cfg(f"algo={algo}", "env=pendulum", "network.hidden_sizes=[32,32]", *extra)
+    cfg = make_cfg(f"algo={algo}", "env=pendulum", "network.hidden_sizes=[32,32]", *extra, *overrides)
     return make_algo(cfg, spaces, torch.device("cpu"))
 
 
@@ -41,7 +62,7 @@ def random_batch(spaces: Spaces, size: int = 16) -> Batch:
     act = (torch.randint(0, spaces.act_dim, (size,)) if spaces.discrete
            else torch.rand(size, spaces.act_dim) * 2 - 1)
     return Batch(torch.randn(size, spaces.obs_dim), act, torch.randn(size), torch.randn(size, spaces.obs_dim),
-                 (torch.rand(size) < 0.1).float(), torch.randint(0, N_OPTIONS, (size,)))
+                 (torch.rand(size) < 0.1).float(), torch.randint(0, N_OPTIONS, (size,)), act.roll(1, 0))
 
 
 def update(algo, batch: Batch) -> dict:
@@ -111,6 +132,87 @@ def test_save_load_gives_identical_actions_and_optimizer_state(name, backend, tm
     torch.manual_seed(7)
     m2 = update(fresh, batch)
     assert all(torch.equal(m1[k], m2[k]) for k in m1)
+
+
+def uncollected(algo) -> dict:
+    """Copies of the attributes a checkpoint does not collect (settings, views of collected
+    parameters and the compiled update are left out as what they are)."""
+    collected = {t.data_ptr() for v in vars(algo).values() if isinstance(v, torch.nn.Module) for t in v.parameters()}
+
+    def copy_of(value):
+        if isinstance(value, torch.Tensor):
+            return "collected" if value.data_ptr() in collected else value.clone()
+        if isinstance(value, (list, tuple)):
+            return [copy_of(v) for v in value]
+        return value if callable(value) else copy.deepcopy(value)
+
+    return {k: copy_of(v) for k, v in vars(algo).items() if not checkpoint.stateful(v)}
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a is b if callable(a) else a == b
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_checkpoints_collect_all_mutable_state(name):
+    """Acting and updating change nothing a checkpoint would miss (a Python counter, say)."""
+    spaces = ALGOS[name]
+    algo = build(name, spaces)
+    before = uncollected(algo)
+    state = algo.initial_state()
+    for _ in range(3):
+        _, state = algo.act(torch.randn(2, spaces.obs_dim), state, False)
+        update(algo, random_batch(spaces))
+    after = uncollected(algo)
+    changed = [k for k in before if not same(before[k], after[k])]
+    assert not changed, f"{name} changes state that checkpoints do not collect: {changed}"
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_bf16_autocast_update_runs_finitely(name):
+    spaces = ALGOS[name]
+    algo = build(name, spaces)
+    fast = accelerate(algo.update, torch.device("cpu"), True, False, False)
+    for _ in range(2):
+        batch = random_batch(spaces)
+        metrics = fast(batch, _first(batch)) if algo.learns_from_latest else fast(batch)
+    assert all(torch.isfinite(v).all() for v in metrics.values()), name
+
+
+def test_restore_names_missing_and_unexpected_keys():
+    algo = build("td3_bc", CONTINUOUS)
+    state = checkpoint.collect(algo)
+    with pytest.raises(checkpoint.CheckpointError, match="missing actor_target"):
+        checkpoint.restore(algo, {k: v for k, v in state.items() if k != "actor_target"})
+    with pytest.raises(checkpoint.CheckpointError, match="unexpected log_alpha"):
+        checkpoint.restore(algo, state | {"log_alpha": torch.zeros(())})
+
+
+def test_restore_collects_lr_schedulers():
+    """IQL's cosine schedule is an attribute with state_dict: saved and restored like a module."""
+    algo, fresh = (build("iql", CONTINUOUS, 0, "trainer.total_steps=10") for _ in range(2))
+    for _ in range(5):
+        algo.update(random_batch(CONTINUOUS))
+    checkpoint.restore(fresh, checkpoint.collect(algo))
+    assert fresh.actor_schedule.last_epoch == algo.actor_schedule.last_epoch == 5
+    lr = float(algo.actor_opt.param_groups[0]["lr"])
+    assert float(fresh.actor_opt.param_groups[0]["lr"]) == lr == pytest.approx(3e-4 * 0.5, rel=1e-5)  # halfway
+
+
+def test_a_missing_contract_piece_stops_the_build_naming_it():
+    from rlrun.algos.base import ContractError, check_contract
+
+    class NoFlags:
+        def act(self, obs, state, deterministic):
+            return obs, state
+
+    with pytest.raises(ContractError, match="class flag online_only.*method update.*obs_norm"):
+        check_contract(NoFlags())
+    check_contract(build("rebrac", CONTINUOUS))
 
 
 def test_checkpoint_collects_every_module_optimizer_and_tensor():

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from hydra.utils import get_class
 from omegaconf.errors import ValidationError
 
 from rlrun.build import check_config
 from rlrun.errors import UserError
+from rlrun.schema import ALGO_SCHEMAS
 
 from conftest import make_cfg, rlrun
 
@@ -24,7 +26,10 @@ def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("algo,dataset", itertools.product(["sac", "cql"], choices("dataset")))
+OFFLINE_ALGOS = [n for n, schema in ALGO_SCHEMAS.items() if not get_class(schema._target_).online_only]
+
+
+@pytest.mark.parametrize("algo,dataset", itertools.product(OFFLINE_ALGOS, choices("dataset")))
 def test_offline_configs_compose(algo, dataset):
     some_id = ["dataset.id=mujoco/hopper/medium-v0"] if dataset == "minari" else []
     cfg = make_cfg(f"algo={algo}", f"dataset={dataset}", *some_id)
@@ -81,6 +86,7 @@ def test_unknown_key_and_wrong_type_fail_at_compose():
     (["trainer.total_steps=0"], "trainer.total_steps must be a positive"),
     (["trainer.eval_every=-5"], "trainer.eval_every must be a positive"),
     (["algo=option_critic", "dataset=door"], "OptionCritic learns online and needs an environment"),
+    (["algo=rebrac", "env=pendulum"], "ReBRAC learns from datasets only: add dataset="),
 ])
 def test_preflight_errors(overrides, message):
     with pytest.raises(UserError, match=message):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from rlrun import losses
-from rlrun.losses import (epsilon_greedy_value, every_option_target, intra_option_pg_loss, option_target,
-                          termination_loss)
+from rlrun.losses import (advantage_weights, epsilon_greedy_value, every_option_target, expectile_loss,
+                          intra_option_pg_loss, option_target, rebrac_actor_loss, rebrac_next_value,
+                          smoothed_target_action, td3_bc_actor_loss, termination_loss, weighted_log_likelihood_loss)
 from rlrun.nets import MLPSpec, OptionPolicies, TanhGaussianActor, tanh_gaussian_log_prob
 
 
@@ -184,3 +186,50 @@ def test_option_policies_read_the_running_options_head():
     sample = box.sample(obs, option, deterministic=False)
     assert sample.shape == (5, 2) and sample.abs().max() < 1
     assert torch.isfinite(box.log_prob_entropy(obs, option, sample)[0]).all()
+
+
+# --- offline actor-critics -------------------------------------------------------------------
+def test_expectile_loss_by_hand():
+    # u = Q − V = [2, −1]; τ = 0.8: weights 0.8 and 0.2 -> mean(0.8·4, 0.2·1) = 1.7
+    assert expectile_loss(torch.tensor([2.0, -1.0]), 0.8).item() == pytest.approx(1.7)
+    # τ = 0.5 is half the mean squared error
+    assert expectile_loss(torch.tensor([2.0, -1.0]), 0.5).item() == pytest.approx(1.25)
+
+
+def test_advantage_weights_by_hand_and_clipped():
+    adv = torch.tensor([0.0, 1.0, 10.0], requires_grad=True)
+    w = advantage_weights(adv, 3.0, 100.0)  # exp(0), exp(3), exp(30) clipped to 100
+    torch.testing.assert_close(w, torch.tensor([1.0, math.exp(3.0), 100.0]))
+    assert not w.requires_grad
+    # AWAC's λ = 0.1 is β = 10
+    assert advantage_weights(torch.tensor([0.2]), 1 / 0.1, 100.0).item() == pytest.approx(math.exp(2.0), rel=1e-6)
+
+
+def test_weighted_log_likelihood_loss_by_hand():
+    assert weighted_log_likelihood_loss(torch.tensor([-1.0, -2.0]), torch.tensor([2.0, 0.5])).item() == pytest.approx(1.5)
+
+
+def test_td3_bc_lambda_and_actor_loss_by_hand():
+    q = torch.tensor([2.0, -4.0])  # mean |Q| = 3 -> λ = 2.5 / 3
+    pi = torch.tensor([[0.5, 0.0], [0.0, 0.0]])
+    a = torch.tensor([[0.0, 0.0], [0.0, 1.0]])  # squared errors 0.25 and 1 over 4 entries: 0.3125
+    loss, lam = td3_bc_actor_loss(q, pi, a, 2.5)
+    assert lam.item() == pytest.approx(2.5 / 3)
+    assert loss.item() == pytest.approx(-(2.5 / 3) * (-1.0) + 0.3125)
+
+
+def test_rebrac_penalties_by_hand():
+    q = torch.tensor([1.0, -3.0])  # mean |Q| = 2 -> λ = 0.5
+    pi = torch.tensor([[0.5, 0.5], [0.0, 0.0]])
+    a = torch.tensor([[0.0, 0.0], [1.0, 0.0]])  # ||π − a||² = 0.5 and 1
+    # mean of (0.1·0.5 − 0.5·1, 0.1·1 + 0.5·3) = mean(−0.45, 1.6) = 0.575
+    assert rebrac_actor_loss(q, pi, a, 0.1, normalize_q=True).item() == pytest.approx(0.575)
+    assert rebrac_actor_loss(q, pi, a, 0.1, normalize_q=False).item() == pytest.approx((0.05 - 1 + 0.1 + 3) / 2)
+    # critic: Q̄ − β ||a' − a'_data||² = [1 − 0.1·0.5, −3 − 0.1·1]
+    torch.testing.assert_close(rebrac_next_value(q, pi, a, 0.1), torch.tensor([0.95, -3.1]))
+
+
+def test_smoothed_target_action_clips_noise_then_action():
+    a = torch.tensor([0.9, 0.0, -0.2])
+    noise = torch.tensor([0.3, 2.0, -0.1])  # clipped to ±0.5: 0.3, 0.5, −0.1
+    torch.testing.assert_close(smoothed_target_action(a, noise, 0.5), torch.tensor([1.0, 0.5, -0.3]))

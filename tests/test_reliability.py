@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from hydra.utils import get_class
+
 from rlrun import checkpoint, onednn
 from rlrun.build import make_algo, make_source, run
 from rlrun.resolvers import claim_dir
+from rlrun.schema import ALGO_SCHEMAS
 from rlrun.logger import Logger
 from rlrun.trainer import NonFiniteError, Schedule, Trainer
 
@@ -49,7 +52,22 @@ def assert_identical(a, b, name: str = "algo") -> None:
             assert_identical(a[key], b[key], f"{name}.{key}")
 
 
-@pytest.mark.parametrize("args", [ONLINE, OFFLINE, OPTIONS], ids=["online_sac", "offline_cql", "option_critic"])
+def resume_cases() -> dict[str, list[str]]:
+    """Every registered algorithm on data it learns from; SAC online too."""
+    cases = {"online_sac": ONLINE, "option_critic": OPTIONS,
+             "soft_option_critic": [*ONLINE, "algo=soft_option_critic"]}
+    for name, schema in ALGO_SCHEMAS.items():
+        if not get_class(schema._target_).online_only:
+            cases[f"offline_{name}"] = [*OFFLINE, f"algo={name}"]
+    # the split run stops at 200 of 400 updates: IQL's schedule must span the 400 in both runs
+    cases["offline_iql"].append("algo.lr_schedule_steps=400")
+    return cases
+
+
+RESUME_CASES = resume_cases()
+
+
+@pytest.mark.parametrize("args", RESUME_CASES.values(), ids=RESUME_CASES.keys())
 def test_stop_and_resume_is_bit_identical(tmp_path, args, pendulum_dataset):
     torch.set_num_threads(1)
     run(make_cfg(*args, "trainer.total_steps=400"), tmp_path / "straight")

@@ -104,7 +104,7 @@ def test_iqm_by_hand():
 
 
 def test_report_names_algorithm_by_dataset_groups_and_gives_last_and_best():
-    from rlrun.report import Run, group_runs, markdown, table
+    from rlrun.report import Run, comparison, group_runs, markdown, table
 
     def run(algo: str, dataset: str, seed: int, values: list[float]) -> Run:
         extra = {f"algo.k{i}": (algo, i) for i in range(5)}  # presets differ in many keys
@@ -119,3 +119,8 @@ def test_report_names_algorithm_by_dataset_groups_and_gives_last_and_best():
     row = next(r for r in table(groups, ["eval/normalized_score"]) if r["group"] == "CQL on d/a-v0")
     assert (row["runs"], row["mean"], row["best_mean"]) == (2, 70.0, 80.0)
     assert "| CQL on d/a-v0 | eval/normalized_score | 2 | 70.0 ± 10.0 | 80.0 ± 10.0 |" in markdown([row])
+    # algorithms side by side per dataset: IQM of the last values, CI and run count; "–" where none ran
+    text = comparison(runs, "eval/normalized_score")
+    assert "| eval/normalized_score, last: IQM [95% CI] (runs) | CQL | SAC |" in text
+    assert "| d/a-v0 | 70.0 [60.0, 80.0] (2) | 7.0 [7.0, 7.0] (1) |" in text
+    assert "| d/b-v0 | 3.0 [3.0, 3.0] (1) | – |" in text

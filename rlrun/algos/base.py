@@ -1,8 +1,13 @@
-"""What every algorithm offers the trainer, and the optimizer-step helpers their update() methods share.
+"""The algorithm contract: what build, trainer, checkpoints, video and viz use, and nothing more.
 
-An algorithm knows nothing of Hydra, environments or files: tensors in, tensors out. Its
-nn.Modules, optimizers and tensors are attributes, which `rlrun.checkpoint` collects by walking
-them, so nothing is listed by hand.
+An algorithm knows nothing of Hydra, environments or files: tensors in, tensors out. It is a class
+with the three class flags below, an `obs_norm` attribute and the three methods of `Algorithm`,
+plus optionally `figures`. Its settings arrive as keyword-only arguments without defaults (each
+default lives only in rlrun.schema), together with `obs_dim`, `act_dim`, `network` and `device`
+(and `discrete` when `discrete_actions` is None). Every attribute with `state_dict` and
+`load_state_dict` (modules, optimizers, LR schedulers) and every tensor attribute is its state:
+`rlrun.checkpoint` collects those by walking the attributes, and restores them strictly.
+`check_contract` runs when the algorithm is built; README "Adding an algorithm" walks through it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
+
+from rlrun.nets import ObsNormalizer
 
 
 class Batch(NamedTuple):
@@ -22,12 +29,15 @@ class Batch(NamedTuple):
     next_obs: Tensor  # (B, O)
     terminal: Tensor  # (B,)
     option: Tensor | None = None  # (B,) the option running when acting (option-critic); None offline
+    next_act: Tensor | None = None  # (B, A) the data's next action (offline; its own action at an episode's end)
 
 
 class Algorithm(Protocol):
-    online_only: bool  # True when it cannot learn from a fixed dataset
-    discrete_actions: bool | None  # True / False: only that kind of action space; None: both
+    online_only: bool  # True: it cannot learn from a fixed dataset (needs env=...)
+    offline_only: bool  # True: it learns from datasets only (needs dataset=...; e.g. it uses Batch.next_act)
+    discrete_actions: bool | None  # True / False: only that kind of action space; None: both (takes `discrete`)
     learns_from_latest: bool  # True: update() also takes the transition just collected (on-policy part)
+    obs_norm: ObsNormalizer  # observation normalizer; build sets the dataset's mean and std on offline runs
 
     def initial_state(self) -> Any:
         """Per-episode policy state (None for memoryless policies; the option for option-critic)."""
@@ -38,6 +48,35 @@ class Algorithm(Protocol):
     def update(self, batch: Batch, *latest: Batch) -> dict[str, Tensor]:
         """One gradient update on a sampled batch (and, when learns_from_latest, the newest
         transition as a batch of one); returns `train/...` scalars as tensors (no host sync)."""
+
+    # Optional: figures(self, env, device) -> dict[str, matplotlib Figure], drawn after training
+    # (option-critic: each option's termination map in a grid world). See `figures` below.
+
+
+FLAGS = ("online_only", "offline_only", "discrete_actions", "learns_from_latest")
+METHODS = ("initial_state", "act", "update")
+
+
+class ContractError(TypeError):
+    """An algorithm class or object that lacks part of the contract."""
+
+
+def check_contract(algo: Any) -> None:
+    """Raise ContractError naming every missing flag, method or the observation normalizer."""
+    cls = type(algo)
+    missing = [f"class flag {f}" for f in FLAGS if f not in dir(cls)]
+    missing += [f"method {m}()" for m in METHODS if not callable(getattr(algo, m, None))]
+    if not callable(getattr(getattr(algo, "obs_norm", None), "set", None)):
+        missing.append("attribute obs_norm (an rlrun.nets.ObsNormalizer)")
+    if missing:
+        raise ContractError(f"{cls.__module__}.{cls.__qualname__} does not keep rlrun's algorithm contract: "
+                            f"it lacks {', '.join(missing)} (see rlrun/algos/base.py).")
+
+
+def figures(algo: Any, env: Any, device: torch.device) -> dict[str, Any]:
+    """The algorithm's optional figures hook; {} for algorithms without one."""
+    hook = getattr(algo, "figures", None)
+    return hook(env, device) if callable(hook) else {}
 
 
 def adam(params: Any, **kwargs: Any) -> torch.optim.Adam:

@@ -19,11 +19,10 @@ from rlrun.losses import cql_difference, cql_logsumexp, critic_mse, lagrange_ter
 
 
 class CQL(SAC):
-    def __init__(self, *args, cql_alpha: float = 1.0, n_actions: int = 10, temperature: float = 1.0,
-                 importance_sample: bool = True, lagrange: bool = False, target_action_gap: float = -1.0,
-                 alpha_prime_lr: float = 3e-4, max_target_backup: bool = False, bc_steps: int = 0,
-                 clip_diff_min: float = float("-inf"), clip_diff_max: float = float("inf"), **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, cql_alpha: float, n_actions: int, temperature: float, importance_sample: bool,
+                 lagrange: bool, target_action_gap: float, alpha_prime_lr: float, max_target_backup: bool,
+                 bc_steps: int, clip_diff_min: float, clip_diff_max: float, **sac_settings) -> None:
+        super().__init__(**sac_settings)
         self.cql_alpha, self.n_actions, self.temperature = cql_alpha, n_actions, temperature
         self.importance_sample, self.lagrange, self.target_action_gap = importance_sample, lagrange, target_action_gap
         self.max_target_backup, self.bc_steps = max_target_backup, bc_steps
@@ -71,10 +70,13 @@ class CQL(SAC):
         return td_loss + penalty.sum(), metrics
 
     def actor_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        if self.updates >= self.bc_steps:
-            return super().actor_loss(batch)
-        action, log_prob = self.actor(batch.obs)
-        return (self.alpha * log_prob - self.actor.log_prob(batch.obs, batch.act)).mean(), log_prob
+        """SAC's actor loss; during the first bc_steps updates, behaviour cloning E[α log π(ã|s) − log π(a|s)]
+        instead (chosen with torch.where on the update counter: no Python branch on its value)."""
+        loss, log_prob = super().actor_loss(batch)
+        if self.bc_steps == 0:
+            return loss, log_prob
+        bc_loss = (self.alpha * log_prob - self.actor.log_prob(batch.obs, batch.act)).mean()
+        return torch.where(self.updates < self.bc_steps, bc_loss, loss), log_prob
 
     def auxiliary_steps(self, metrics: dict[str, Tensor]) -> list[tuple[torch.optim.Optimizer, Tensor]]:
         """The Lagrange multiplier's step (its loss sees the CQL gap detached)."""

@@ -25,7 +25,8 @@ from torch import Tensor
 from rlrun.algos.base import Batch, adam, optimizer_step
 from rlrun.losses import (critic_mse, epsilon_greedy_value, intra_option_pg_loss, option_target,
                           termination_loss)
-from rlrun.nets import MLPSpec, OptionPolicies, mlp
+from rlrun.nets import MLPSpec, ObsNormalizer, OptionPolicies, mlp
+from rlrun.viz import termination_figure
 
 
 def pick(values: Tensor, option: Tensor) -> Tensor:
@@ -35,14 +36,15 @@ def pick(values: Tensor, option: Tensor) -> Tensor:
 
 class OptionCritic:
     online_only = True
+    offline_only = False
     discrete_actions = None
     learns_from_latest = True
 
-    def __init__(self, obs_dim: int, act_dim: int, discrete: bool, network: MLPSpec, device: torch.device,
-                 n_options: int = 4, gamma: float = 0.99, critic_lr: float = 5e-4, actor_lr: float = 5e-4,
-                 termination_lr: float = 5e-4, termination_reg: float = 0.01, entropy_coef: float = 0.01,
-                 epsilon_start: float = 1.0, epsilon_end: float = 0.05, epsilon_decay_steps: int = 20_000,
-                 critic_every: int = 4, target_every: int = 200, stats_rate: float = 0.001) -> None:
+    def __init__(self, *, obs_dim: int, act_dim: int, discrete: bool, network: MLPSpec, device: torch.device,
+                 n_options: int, gamma: float, critic_lr: float, actor_lr: float, termination_lr: float,
+                 termination_reg: float, entropy_coef: float, epsilon_start: float, epsilon_end: float,
+                 epsilon_decay_steps: int, critic_every: int, target_every: int, stats_rate: float) -> None:
+        self.obs_norm = ObsNormalizer(obs_dim).to(device)  # identity: option-critic learns online from raw observations
         self.n_options, self.gamma, self.xi, self.eta = n_options, gamma, termination_reg, entropy_coef
         self.eps_start, self.eps_end, self.eps_steps = epsilon_start, epsilon_end, epsilon_decay_steps
         self.critic_every, self.target_every, self.stats_rate = critic_every, target_every, stats_rate
@@ -84,11 +86,16 @@ class OptionCritic:
         """Termination probabilities of every option, (B, O) -> (B, K)."""
         return torch.sigmoid(self.termination(obs))
 
+    def figures(self, env: Any, device: torch.device) -> dict[str, Any]:
+        """The contract's figures hook: each option's β over a grid world (none for other envs)."""
+        figure = termination_figure(self.beta, env, device)
+        return {} if figure is None else {"termination_probs": figure}
+
     @torch.no_grad()
     def act(self, obs: Tensor, state: Tensor | None, deterministic: bool = False) -> tuple[Tensor, Tensor]:
         """Keep the running option unless it terminates at obs (sampled; β > 0.5 when deterministic),
         then pick one ε-greedily (greedily when deterministic); act with its policy. State: options (B,)."""
-        b = obs.shape[0]
+        b, obs = obs.shape[0], self.obs_norm(obs)
         new = self.option_values(obs).argmax(-1)  # (B, K) -> (B,)
         if state is None:
             ends = torch.ones(b, dtype=torch.bool, device=obs.device)

@@ -23,14 +23,14 @@ from rlrun.nets import CriticEnsemble, MLPSpec, ObsNormalizer, TanhGaussianActor
 
 class SAC:
     online_only = False
+    offline_only = False
     discrete_actions = False
     learns_from_latest = False
 
-    def __init__(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device,
-                 gamma: float = 0.99, tau: float = 0.005, actor_lr: float = 3e-4,
-                 critic_lr: float = 3e-4, alpha_lr: float = 3e-4, init_alpha: float = 1.0,
-                 autotune_alpha: bool = True, target_entropy: float | None = None,
-                 num_critics: int = 2, backup_entropy: bool = True) -> None:
+    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, gamma: float,
+                 tau: float, actor_lr: float, critic_lr: float, alpha_lr: float, init_alpha: float,
+                 autotune_alpha: bool, target_entropy: float | None, num_critics: int,
+                 backup_entropy: bool) -> None:
         self.act_dim, self.gamma, self.tau = act_dim, gamma, tau
         self.autotune_alpha, self.backup_entropy = autotune_alpha, backup_entropy
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy

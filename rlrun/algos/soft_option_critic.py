@@ -44,18 +44,18 @@ class SoftOptionCritic(OptionCritic):
     discrete_actions = False
     learns_from_latest = False
 
-    def __init__(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, n_options: int = 2,
-                 gamma: float = 0.99, tau: float = 0.005, critic_lr: float = 3e-4, actor_lr: float = 3e-4,
-                 termination_lr: float = 3e-4, alpha_lr: float = 3e-4, init_alpha: float = 1.0,
-                 autotune_alpha: bool = True, target_entropy: float | None = None, num_critics: int = 2,
-                 termination_reg: float = 0.01, epsilon_start: float = 1.0, epsilon_end: float = 0.05,
-                 epsilon_decay_steps: int = 20_000, stats_rate: float = 0.001,
-                 critic_every_option: bool = False, critic_huber: float = 0.0) -> None:
+    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, n_options: int,
+                 gamma: float, tau: float, critic_lr: float, actor_lr: float, termination_lr: float,
+                 alpha_lr: float, init_alpha: float, autotune_alpha: bool, target_entropy: float | None,
+                 num_critics: int, termination_reg: float, epsilon_start: float, epsilon_end: float,
+                 epsilon_decay_steps: int, stats_rate: float, critic_every_option: bool, critic_huber: float) -> None:
         self.num_critics, self.tau, self.autotune_alpha = num_critics, tau, autotune_alpha
         self.critic_every_option = critic_every_option
         self.value_loss = partial(critic_huber_loss, delta=critic_huber) if critic_huber > 0 else critic_mse
-        super().__init__(obs_dim, act_dim, False, network, device, n_options, gamma, critic_lr, actor_lr,
-                         termination_lr, termination_reg, 0.0, epsilon_start, epsilon_end, epsilon_decay_steps,
+        super().__init__(obs_dim=obs_dim, act_dim=act_dim, discrete=False, network=network, device=device,
+                         n_options=n_options, gamma=gamma, critic_lr=critic_lr, actor_lr=actor_lr,
+                         termination_lr=termination_lr, termination_reg=termination_reg, entropy_coef=0.0,
+                         epsilon_start=epsilon_start, epsilon_end=epsilon_end, epsilon_decay_steps=epsilon_decay_steps,
                          critic_every=1, target_every=1, stats_rate=stats_rate)
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
         self.log_alpha = torch.tensor(math.log(init_alpha), device=device, requires_grad=True)

@@ -157,6 +157,15 @@ def return_range(rewards: np.ndarray, lengths: np.ndarray) -> float:
     return max(float(np.max(returns) - np.min(returns)), 1e-6)
 
 
+def next_actions(actions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The data's next action of every transition (ReBRAC's critic penalty); at an episode's last
+    step, where the data has none, its own action."""
+    nxt = np.concatenate([actions[1:], actions[-1:]])
+    ends = np.cumsum(lengths) - 1
+    nxt[ends] = actions[ends]
+    return nxt
+
+
 class DatasetSource:
     """Transitions resident on the device, sampled with on-device indices."""
 
@@ -189,9 +198,10 @@ class DatasetSource:
         if not normalize_obs:
             mean, std = np.zeros_like(mean), np.ones_like(std)
         self.obs_mean, self.obs_std = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
+        data["next_act"] = next_actions(data["act"], lengths)
         t = {k: torch.as_tensor(v, device=device) for k, v in data.items()}
         self.data = Batch((t["obs"] - self.obs_mean) / self.obs_std, t["act"], t["rew"],
-                          (t["next_obs"] - self.obs_mean) / self.obs_std, t["terminal"])
+                          (t["next_obs"] - self.obs_mean) / self.obs_std, t["terminal"], next_act=t["next_act"])
         self.size = len(t["rew"])
         log.info("dataset %s: %d episodes, %d transitions on %s", dataset.spec.dataset_id,
                  dataset.total_episodes, self.size, device)
@@ -207,7 +217,7 @@ class DatasetSource:
 
     def sample(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device)
-        return Batch(*(x[idx] for x in self.data if x is not None))
+        return Batch(*(None if x is None else x[idx] for x in self.data))
 
     def normalized_score(self, mean_return: float) -> float | None:
         if self.ref_min is None or self.ref_max is None:

@@ -1,0 +1,69 @@
+"""Advantage-Weighted Actor-Critic (Nair, Gupta, Dalal & Levine, "AWAC: Accelerating Online
+Reinforcement Learning with Offline Datasets", 2020).
+
+Per update on a batch (s, a, r, s', d):
+  critics:  Σ_i E[(Q_i(s, a) − (r + γ(1 − d) min_j Q̄_j(s', a')))²],  a' ~ π(·|s')
+  actor:    −E[min(exp(A(s, a) / λ), w_max) log π(a|s)],
+            A(s, a) = min_i Q_i(s, a) − min_i Q_i(s, ã), ã ~ π(·|s)      (no gradient through A)
+with both losses at the same parameters and one backward, and the target critics following by
+Polyak averaging. As in CORL, the actor is a Gaussian with a raw mean and a state-independent σ,
+its samples clipped to the action bounds.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlrun.algos.base import Batch, adam, joint_step
+from rlrun.losses import advantage_weights, critic_mse, soft_update, td_target, weighted_log_likelihood_loss
+from rlrun.nets import CriticEnsemble, GaussianActor, MLPSpec, ObsNormalizer
+
+
+class AWAC:
+    online_only = False
+    offline_only = False
+    discrete_actions = False
+    learns_from_latest = False
+
+    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, gamma: float,
+                 tau: float, actor_lr: float, critic_lr: float, awac_lambda: float, max_weight: float,
+                 num_critics: int) -> None:
+        self.gamma, self.tau, self.awac_lambda, self.max_weight = gamma, tau, awac_lambda, max_weight
+        self.obs_norm = ObsNormalizer(obs_dim).to(device)
+        self.actor = GaussianActor(obs_dim, act_dim, network, tanh_mean=False, dropout=0.0).to(device)
+        self.critic = CriticEnsemble(obs_dim, act_dim, network, num_critics).to(device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = adam(self.actor.parameters(), lr=actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=critic_lr)
+        self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
+
+    def initial_state(self) -> Any:
+        return None
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, state: Any = None, deterministic: bool = False) -> tuple[Tensor, Any]:
+        return self.actor.act(self.obs_norm(obs), deterministic), state
+
+    def losses(self, batch: Batch) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Critic and actor losses at the current parameters, and metrics."""
+        with torch.no_grad():
+            next_q = self.critic_target(batch.next_obs, self.actor.sample(batch.next_obs)).min(0).values  # (B,)
+            target = td_target(batch.rew, batch.terminal, next_q, self.gamma)
+        # Q at the data action and at one policy action per state, in one pass: (B, 2, A) -> (n, B, 2)
+        actions = torch.stack([batch.act, self.actor.sample(batch.obs)], 1)
+        q_both = self.critic(batch.obs.unsqueeze(1), actions)
+        critic_loss = critic_mse(q_both[..., 0], target)
+        q_min = q_both.detach().min(0).values  # (n, B, 2) -> (B, 2)
+        weights = advantage_weights(q_min[:, 0] - q_min[:, 1], 1.0 / self.awac_lambda, self.max_weight)
+        actor_loss = weighted_log_likelihood_loss(self.actor.log_prob(batch.obs, batch.act), weights)
+        return critic_loss, actor_loss, {"train/q_mean": q_min[:, 0].mean(), "train/weight_mean": weights.mean()}
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        critic_loss, actor_loss, metrics = self.losses(batch)
+        joint_step((self.critic_opt, critic_loss), (self.actor_opt, actor_loss))
+        soft_update(*self._soft_pairs, self.tau)
+        return metrics | {"train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach()}
