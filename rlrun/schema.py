@@ -116,8 +116,8 @@ class TrainerConfig:
 
 
 @dataclass
-class SoftActorCriticSettings:
-    """Settings of the SAC family (SAC, CQL, soft option-critic)."""
+class ActorCriticSettings:
+    """Settings every actor-critic declares (the SAC family, TD3+BC, ReBRAC, IQL, AWAC)."""
 
     obs_dim: int = MISSING
     """Observation size (set at run time)."""
@@ -131,6 +131,14 @@ class SoftActorCriticSettings:
     """Actor learning rate."""
     critic_lr: float = 3e-4
     """Critic learning rate."""
+    num_critics: int = 2
+    """Critics in the ensemble (min over them for targets)."""
+
+
+@dataclass
+class SoftActorCriticSettings(ActorCriticSettings):
+    """Settings of the SAC family (SAC, CQL, soft option-critic)."""
+
     alpha_lr: float = 3e-4
     """Entropy temperature learning rate."""
     init_alpha: float = 1.0
@@ -139,8 +147,6 @@ class SoftActorCriticSettings:
     """Tune the temperature towards target_entropy; false keeps init_alpha."""
     target_entropy: Optional[float] = None
     """Entropy target (None: -act_dim)."""
-    num_critics: int = 2
-    """Critics in the ensemble (min over them for targets)."""
 
 
 @dataclass
@@ -178,27 +184,7 @@ class CQLConfig(SACConfig):
 
 
 @dataclass
-class OfflineActorCriticSettings:
-    """Settings every offline actor-critic of the suite (TD3+BC, ReBRAC, IQL, AWAC) declares."""
-
-    obs_dim: int = MISSING
-    """Observation size (set at run time)."""
-    act_dim: int = MISSING
-    """Action size (set at run time)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Soft target update rate."""
-    actor_lr: float = 3e-4
-    """Actor learning rate."""
-    critic_lr: float = 3e-4
-    """Critic learning rate."""
-    num_critics: int = 2
-    """Critics in the ensemble (min over them for targets)."""
-
-
-@dataclass
-class DelayedPolicySettings(OfflineActorCriticSettings):
+class DelayedPolicySettings(ActorCriticSettings):
     """TD3's policy delay and target policy smoothing (TD3+BC, ReBRAC)."""
 
     policy_noise: float = 0.2
@@ -247,7 +233,7 @@ class ReBRACConfig(DelayedPolicySettings):
 
 
 @dataclass
-class IQLConfig(OfflineActorCriticSettings):
+class IQLConfig(ActorCriticSettings):
     _target_: str = "rlrun.algos.iql.IQL"
     value_lr: float = 3e-4
     """Learning rate of the state-value network V."""
@@ -264,7 +250,7 @@ class IQLConfig(OfflineActorCriticSettings):
 
 
 @dataclass
-class AWACConfig(OfflineActorCriticSettings):
+class AWACConfig(ActorCriticSettings):
     _target_: str = "rlrun.algos.awac.AWAC"
     awac_lambda: float = 1.0
     """Temperature lambda of the advantage weights exp(A / lambda)."""

@@ -13,12 +13,11 @@ its samples clipped to the action bounds.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, adam, joint_step
+from rlrun.algos.base import Batch, act_with_actor, adam, joint_step, memoryless
 from rlrun.losses import advantage_weights, critic_mse, soft_update, td_target, weighted_log_likelihood_loss
 from rlrun.nets import CriticEnsemble, GaussianActor, MLPSpec, ObsNormalizer
 
@@ -41,12 +40,8 @@ class AWAC:
         self.critic_opt = adam(self.critic.parameters(), lr=critic_lr)
         self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
 
-    def initial_state(self) -> Any:
-        return None
-
-    @torch.no_grad()
-    def act(self, obs: Tensor, state: Any = None, deterministic: bool = False) -> tuple[Tensor, Any]:
-        return self.actor.act(self.obs_norm(obs), deterministic), state
+    initial_state = memoryless
+    act = act_with_actor
 
     def losses(self, batch: Batch) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Critic and actor losses at the current parameters, and metrics."""

@@ -73,6 +73,18 @@ def check_contract(algo: Any) -> None:
                             f"it lacks {', '.join(missing)} (see rlrun/algos/base.py).")
 
 
+def memoryless(self: Any) -> None:
+    """`initial_state` of a policy without per-episode state; a class takes it as `initial_state = memoryless`."""
+    return None
+
+
+@torch.no_grad()
+def act_with_actor(self: Any, obs: Tensor, state: Any = None, deterministic: bool = False) -> tuple[Tensor, Any]:
+    """`act` of an algorithm whose `actor` has `act(obs, deterministic)`: normalized observations in,
+    actions in [-1, 1] out; a class takes it as `act = act_with_actor`."""
+    return self.actor.act(self.obs_norm(obs), deterministic), state
+
+
 def figures(algo: Any, env: Any, device: torch.device) -> dict[str, Any]:
     """The algorithm's optional figures hook; {} for algorithms without one."""
     hook = getattr(algo, "figures", None)

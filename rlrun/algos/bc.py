@@ -7,12 +7,11 @@ Fits the policy to the dataset's actions, ignoring rewards:
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, adam, optimizer_step
+from rlrun.algos.base import Batch, act_with_actor, adam, memoryless, optimizer_step
 from rlrun.losses import weighted_log_likelihood_loss
 from rlrun.nets import DeterministicActor, GaussianActor, MLPSpec, ObsNormalizer
 
@@ -31,12 +30,8 @@ class BC:
                       else DeterministicActor(obs_dim, act_dim, network)).to(device)
         self.actor_opt = adam(self.actor.parameters(), lr=actor_lr)
 
-    def initial_state(self) -> Any:
-        return None
-
-    @torch.no_grad()
-    def act(self, obs: Tensor, state: Any = None, deterministic: bool = False) -> tuple[Tensor, Any]:
-        return self.actor.act(self.obs_norm(obs), deterministic), state
+    initial_state = memoryless
+    act = act_with_actor
 
     def loss(self, batch: Batch) -> Tensor:
         if self.gaussian:

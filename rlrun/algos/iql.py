@@ -14,12 +14,11 @@ a tanh mean and a state-independent σ, as in CORL.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, adam, joint_step
+from rlrun.algos.base import Batch, act_with_actor, adam, joint_step, memoryless
 from rlrun.losses import (advantage_weights, critic_mse, expectile_loss, soft_update, td_target,
                           weighted_log_likelihood_loss)
 from rlrun.nets import CriticEnsemble, GaussianActor, MLPSpec, ObsNormalizer, mlp
@@ -46,12 +45,8 @@ class IQL:
         self.actor_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, max(1, lr_schedule_steps))
         self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
 
-    def initial_state(self) -> Any:
-        return None
-
-    @torch.no_grad()
-    def act(self, obs: Tensor, state: Any = None, deterministic: bool = False) -> tuple[Tensor, Any]:
-        return self.actor.act(self.obs_norm(obs), deterministic), state
+    initial_state = memoryless
+    act = act_with_actor
 
     def losses(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """Value, critic and actor losses at the current parameters, and metrics."""

@@ -14,12 +14,11 @@ rlrun.algos.td3_bc.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch
+from rlrun.algos.base import Batch, act_with_actor, memoryless
 from rlrun.algos.td3_bc import build_delayed_actor_critic, delayed_step, smoothed_next_action
 from rlrun.losses import critic_mse, rebrac_actor_loss, rebrac_next_value, td_target
 from rlrun.nets import MLPSpec, frozen
@@ -42,12 +41,8 @@ class ReBRAC:
         build_delayed_actor_critic(self, obs_dim, act_dim, network, critic_spec, device, actor_lr, critic_lr,
                                    num_critics)
 
-    def initial_state(self) -> Any:
-        return None
-
-    @torch.no_grad()
-    def act(self, obs: Tensor, state: Any = None, deterministic: bool = False) -> tuple[Tensor, Any]:
-        return self.actor(self.obs_norm(obs)), state
+    initial_state = memoryless
+    act = act_with_actor
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, adam, joint_step, optimizer_step
+from rlrun.algos.base import Batch, act_with_actor, adam, joint_step, memoryless, optimizer_step
 from rlrun.losses import critic_mse, smoothed_target_action, soft_update, td3_bc_actor_loss, td_target
 from rlrun.nets import CriticEnsemble, DeterministicActor, MLPSpec, ObsNormalizer, frozen
 
@@ -79,12 +79,8 @@ class TD3BC:
         self.policy_noise, self.noise_clip, self.policy_freq = policy_noise, noise_clip, policy_freq
         build_delayed_actor_critic(self, obs_dim, act_dim, network, network, device, actor_lr, critic_lr, num_critics)
 
-    def initial_state(self) -> Any:
-        return None
-
-    @torch.no_grad()
-    def act(self, obs: Tensor, state: Any = None, deterministic: bool = False) -> tuple[Tensor, Any]:
-        return self.actor(self.obs_norm(obs)), state
+    initial_state = memoryless
+    act = act_with_actor
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
