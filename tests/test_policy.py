@@ -1,0 +1,55 @@
+"""Using what was trained: rlrun.load_policy and rlrun-eval on a small saved run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import rlrun
+from rlrun.build import run
+from rlrun.rollout import load_run
+
+from conftest import make_cfg
+
+SMALL = ["dataset=pendulum", "dataset.id=test/pendulum/random-v0", "dataset.builder=null", "network.hidden_sizes=[32,32]",
+         "trainer.total_steps=50", "trainer.eval_every=50", "trainer.eval_episodes=1", "trainer.progress=false",
+         "device=cpu", "device.cpu_matmul=blas"]
+
+
+@pytest.fixture
+def saved_run(tmp_path, pendulum_dataset):
+    run(make_cfg("algo=td3_bc", *SMALL), tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_load_policy_acts_in_env_units_on_single_and_batched_observations(saved_run):
+    policy = rlrun.load_policy(saved_run)
+    obs = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    batch = policy(obs)
+    assert batch.shape == (4, 1) and policy.step == 50
+    np.testing.assert_allclose(policy(obs[0]), batch[0], rtol=1e-6)
+    # the algorithm's own action in [-1, 1], scaled to Pendulum's [-2, 2]
+    algo = load_run(saved_run).algo
+    want = 2.0 * algo.act(torch.as_tensor(obs), None, True)[0].numpy()
+    np.testing.assert_allclose(batch, want, rtol=1e-5, atol=1e-6)
+    assert np.abs(batch).max() <= 2.0
+
+
+def test_rlrun_eval_prints_the_policys_scores(saved_run):
+    out = subprocess.run([sys.executable, "-m", "rlrun.evaluate", str(saved_run), "--episodes", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "at step 50, 2 episodes from seed 0" in out.stdout
+    assert "return_mean" in out.stdout and "length_mean        200.00" in out.stdout
+
+
+@pytest.mark.parametrize("args,message", [(["--episodes", "0"], "--episodes must be positive"),
+                                          ([], "holds no readable checkpoint")])
+def test_rlrun_eval_bad_input_is_one_sentence_and_exit_2(tmp_path, args, message):
+    out = subprocess.run([sys.executable, "-m", "rlrun.evaluate", str(tmp_path), *args],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
