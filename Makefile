@@ -18,6 +18,7 @@ run: setup
 	$(VENV)/bin/rlrun
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider
 
 test-all: setup

@@ -7,10 +7,9 @@ import argparse
 import json
 import time
 
+import d3rlpy
 import numpy as np
 import torch
-
-import d3rlpy
 
 
 def make_config(algo: str, common: dict, enc, args):

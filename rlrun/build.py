@@ -87,7 +87,8 @@ def use_cpu_matmul(choice: str, chosen_before: str | None = None) -> None:
         raise UserError("device.cpu_matmul=onednn needs a PyTorch build with oneDNN; use device.cpu_matmul=blas or auto.")
     kept = choice == "auto" and chosen_before in ("blas", "onednn") and (chosen_before == "blas" or onednn.available())
     on = onednn.use(chosen_before if kept else choice)
-    log.info("CPU fp32 critic matmuls: %s%s", "oneDNN" if on else "torch's BLAS", " (as the run chose at its start)" if kept else "")
+    log.info("CPU fp32 critic matmuls: %s%s", "oneDNN" if on else "torch's BLAS",
+             " (as the run chose at its start)" if kept else "")
 
 
 def seed_everything(seed: int) -> None:

@@ -16,11 +16,11 @@ import torch
 from minari.data_collector import EpisodeBuffer
 
 from rlrun import checkpoint, presets
-from rlrun.resolvers import claim_dir, register_resolvers
 from rlrun.data import offline
 from rlrun.data.online import episode_buffers, raw_env
 from rlrun.data.replay import ReplayBuffer
 from rlrun.envs import make_env
+from rlrun.resolvers import claim_dir, register_resolvers
 from rlrun.rollout import collect, load_run, mean_return, noisy, uniform_random, write_dataset
 from rlrun.schema import register_configs
 

@@ -5,10 +5,10 @@
 Runs (directories with TensorBoard events and a .hydra/config.yaml) are grouped by their config
 with the seed removed. The table gives, per group, the last value of each metric (mean ± std over
 seeds), its best value over the run (mean ± std), and the interquartile mean of the last values with
-a 95% percentile-bootstrap confidence interval
-(numpy; rliable 1.2 fails to import beside pandas 3). Learning curves show the mean and a 95% bootstrap band of the mean per group. When the runs
-hold several algorithms, a comparison table per metric follows: one row per dataset (or env), one
-column per algorithm, each cell the IQM of the last values with its 95% CI.
+a 95% percentile-bootstrap confidence interval (numpy; rliable 1.2 fails to import beside pandas 3).
+Learning curves show the mean and a 95% bootstrap band of the mean per group. When the runs hold
+several algorithms, a comparison table per metric follows: one row per dataset (or env), one column
+per algorithm, each cell the IQM of the last values with its 95% CI.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ class DatasetConfig:
     normalize_obs: bool = True
     """Normalize observations with the dataset's mean and std (kept in checkpoints)."""
     return_range_scale: Optional[float] = None
-    """Rewards are first multiplied by this / (max - min episode return in the data) (CORL's locomotion normalization uses 1000); None: not."""
+    """Rewards are first multiplied by this / (max - min episode return in the data) (CORL's locomotion: 1000); None: not."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this ..."""
     reward_bias: float = 0.0

@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 import torch
+from conftest import make_cfg
+from test_algos import ALGOS
 
 from rlrun import onednn
 from rlrun.accel import accelerate
@@ -17,9 +19,6 @@ from rlrun.algos.base import Batch
 from rlrun.build import make_algo
 from rlrun.data.online import Spaces
 from rlrun.errors import UserError
-
-from conftest import make_cfg
-from test_algos import ALGOS
 
 SPACES = Spaces(obs_dim=6, act_dim=2, discrete=False)
 

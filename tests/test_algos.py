@@ -9,19 +9,17 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from rlrun import checkpoint, onednn
-from rlrun.algos.base import Batch
+from conftest import make_cfg
 from hydra.utils import get_class
 
+from rlrun import checkpoint, onednn
 from rlrun.accel import accelerate
+from rlrun.algos.base import Batch
 from rlrun.build import make_algo, make_source
-from rlrun.schema import ALGO_SCHEMAS
 from rlrun.data.online import Spaces
 from rlrun.data.replay import ReplayBuffer
 from rlrun.losses import soft_update, temperature_loss
-
-from conftest import make_cfg
+from rlrun.schema import ALGO_SCHEMAS
 
 CONTINUOUS = Spaces(obs_dim=5, act_dim=3, discrete=False)
 DISCRETE = Spaces(obs_dim=4, act_dim=2, discrete=True)

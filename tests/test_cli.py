@@ -11,11 +11,10 @@ from pathlib import Path
 import minari
 import pytest
 import torch
+from conftest import make_cfg, rlrun
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlrun import checkpoint
-
-from conftest import make_cfg, rlrun
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +81,7 @@ def test_online_sac_run_logs_checkpoints_exports_and_resumes(tmp_path, minari_st
 
 @pytest.mark.parametrize("env", ["door", "pick_place"])
 def test_online_sac_in_mujoco_envs(tmp_path, env):
-    args = [f"algo=sac", f"env={env}", "trainer.total_steps=60", "trainer.learning_starts=30", "trainer.batch_size=16",
+    args = ["algo=sac", f"env={env}", "trainer.total_steps=60", "trainer.learning_starts=30", "trainer.batch_size=16",
             "trainer.eval_every=60", "trainer.eval_episodes=1", "trainer.checkpoint_every=30", *FAST]
     run_dir = completed_run(tmp_path, args)
     assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)

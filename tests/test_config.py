@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_cfg, rlrun
 from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class
 from omegaconf.errors import ValidationError
@@ -16,8 +17,6 @@ from omegaconf.errors import ValidationError
 from rlrun.build import check_config
 from rlrun.errors import UserError
 from rlrun.schema import ALGO_SCHEMAS
-
-from conftest import make_cfg, rlrun
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 

@@ -14,6 +14,7 @@ import minari
 import numpy as np
 import pytest
 import torch
+from conftest import make_cfg, rlrun, write_random_dataset
 from minari.data_collector import EpisodeBuffer
 
 from rlrun import collect, presets, recipes
@@ -22,8 +23,6 @@ from rlrun.data import offline
 from rlrun.data.online import env_units
 from rlrun.errors import UserError
 from rlrun.rollout import load_run
-
-from conftest import make_cfg, rlrun, write_random_dataset
 
 TINY_SAC = ["algo=sac", "env=pendulum", "trainer.total_steps=300", "trainer.learning_starts=100",
             "trainer.eval_every=300", "trainer.eval_episodes=1", "trainer.checkpoint_every=150",

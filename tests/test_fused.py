@@ -9,14 +9,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_cfg
 
 from rlrun import onednn
-
 from rlrun.algos.base import Batch
 from rlrun.build import make_algo
 from rlrun.data.online import Spaces
-
-from conftest import make_cfg
 
 
 def plain_q(critic, member: int, obs, act):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
+from conftest import make_cfg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlrun.build import run
-
-from conftest import make_cfg
 
 
 def test_sac_learns_pendulum(tmp_path):

@@ -9,9 +9,20 @@ import pytest
 import torch
 
 from rlrun import losses
-from rlrun.losses import (advantage_weights, epsilon_greedy_value, every_option_target, expectile_loss,
-                          intra_option_pg_loss, option_target, rebrac_actor_loss, rebrac_next_value,
-                          smoothed_target_action, td3_bc_actor_loss, termination_loss, weighted_log_likelihood_loss)
+from rlrun.losses import (
+    advantage_weights,
+    epsilon_greedy_value,
+    every_option_target,
+    expectile_loss,
+    intra_option_pg_loss,
+    option_target,
+    rebrac_actor_loss,
+    rebrac_next_value,
+    smoothed_target_action,
+    td3_bc_actor_loss,
+    termination_loss,
+    weighted_log_likelihood_loss,
+)
 from rlrun.nets import MLPSpec, OptionPolicies, TanhGaussianActor, tanh_gaussian_log_prob
 
 

@@ -8,12 +8,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import make_cfg
 
 import rlrun
 from rlrun.build import run
 from rlrun.rollout import load_run
-
-from conftest import make_cfg
 
 SMALL = ["dataset=pendulum", "dataset.id=test/pendulum/random-v0", "dataset.builder=null", "network.hidden_sizes=[32,32]",
          "trainer.total_steps=50", "trainer.eval_every=50", "trainer.eval_episodes=1", "trainer.progress=false",

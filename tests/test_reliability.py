@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import resource
 import signal
@@ -13,17 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
+from conftest import make_cfg, rlrun
 from hydra.utils import get_class
 
 from rlrun import checkpoint, onednn
 from rlrun.build import make_algo, make_source, run
+from rlrun.logger import Logger
 from rlrun.resolvers import claim_dir
 from rlrun.schema import ALGO_SCHEMAS
-from rlrun.logger import Logger
 from rlrun.trainer import NonFiniteError, Schedule, Trainer
-
-from conftest import make_cfg, rlrun
 
 # one CPU matmul backend for every run: auto times the two at start, and two runs of a busy machine may choose apart
 SMALL = ["network.hidden_sizes=[32,32]", "trainer.progress=false", "trainer.eval_episodes=1", "trainer.log_every=50",

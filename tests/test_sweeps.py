@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from conftest import rlrun
 
 from rlrun import checkpoint
 from rlrun.report import iqm, iqm_with_ci
-
-from conftest import rlrun
 
 TINY = ["trainer.learning_starts=50", "trainer.eval_every=100", "trainer.eval_episodes=1", "trainer.log_every=50",
         "trainer.progress=false", "network.hidden_sizes=[16,16]"]

@@ -7,7 +7,6 @@ Fits the policy to the dataset's actions, ignoring rewards:
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 

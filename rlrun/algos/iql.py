@@ -19,8 +19,14 @@ import torch
 from torch import Tensor
 
 from rlrun.algos.base import Batch, act_with_actor, adam, joint_step, memoryless
-from rlrun.losses import (advantage_weights, critic_mse, expectile_loss, soft_update, td_target,
-                          weighted_log_likelihood_loss)
+from rlrun.losses import (
+    advantage_weights,
+    critic_mse,
+    expectile_loss,
+    soft_update,
+    td_target,
+    weighted_log_likelihood_loss,
+)
 from rlrun.nets import CriticEnsemble, GaussianActor, MLPSpec, ObsNormalizer, mlp
 
 

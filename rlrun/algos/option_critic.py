@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlrun.algos.base import Batch, adam, optimizer_step
-from rlrun.losses import (critic_mse, epsilon_greedy_value, intra_option_pg_loss, option_target,
-                          termination_loss)
+from rlrun.losses import critic_mse, epsilon_greedy_value, intra_option_pg_loss, option_target, termination_loss
 from rlrun.nets import MLPSpec, ObsNormalizer, OptionPolicies, mlp
 from rlrun.viz import termination_figure
 

@@ -35,8 +35,14 @@ from torch import Tensor
 from rlrun.algos.base import Batch, adam
 from rlrun.algos.option_critic import OptionCritic, pick
 from rlrun.algos.sac import soft_actor_critic_step
-from rlrun.losses import (critic_huber_loss, critic_mse, epsilon_greedy_value, every_option_target, sac_actor_loss,
-                          termination_loss)
+from rlrun.losses import (
+    critic_huber_loss,
+    critic_mse,
+    epsilon_greedy_value,
+    every_option_target,
+    sac_actor_loss,
+    termination_loss,
+)
 from rlrun.nets import CriticEnsemble, MLPSpec, frozen
 
 
