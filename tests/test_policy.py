@@ -52,3 +52,21 @@ def test_rlrun_eval_bad_input_is_one_sentence_and_exit_2(tmp_path, args, message
     out = subprocess.run([sys.executable, "-m", "rlrun.evaluate", str(tmp_path), *args],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_exported_file_gives_the_live_policys_actions(saved_run, fmt):
+    out = subprocess.run([sys.executable, "-m", "rlrun.export", str(saved_run), "--format", fmt],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    path = saved_run / "export" / f"policy_50.{'pt' if fmt == 'torchscript' else 'onnx'}"
+    assert out.stdout.strip() == str(path)
+    obs = np.random.default_rng(1).standard_normal((7, 3)).astype(np.float32)
+    want = rlrun.load_policy(saved_run)(obs)
+    if fmt == "torchscript":
+        got = torch.jit.load(str(path))(torch.as_tensor(obs)).numpy()
+    else:
+        import onnxruntime
+
+        got = onnxruntime.InferenceSession(str(path)).run(None, {"obs": obs})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
