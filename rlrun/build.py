@@ -21,24 +21,28 @@ from rlrun.accel import accelerate, keep_freed_memory
 from rlrun.algos import base
 from rlrun.data import offline
 from rlrun.data.online import EnvSource, Spaces
-from rlrun.envs import make_env
+from rlrun.envs import check_env_id, make_env
 from rlrun.errors import UserError
 from rlrun.logger import Logger, flatten
-from rlrun.schema import merge_checked, with_current_schema
+from rlrun.schema import merge_checked, range_errors, with_current_schema
 from rlrun.trainer import Schedule, Trainer
 
 log = logging.getLogger(__name__)
-POSITIVE_TRAINER_KEYS = ("total_steps", "batch_size", "eval_every", "eval_episodes", "log_every",
-                         "checkpoint_every", "keep_checkpoints", "replay_size")
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Pre-flight checks that need no data: one source, algorithm fits it, counts positive."""
+    """Pre-flight checks that need no data: every setting in its declared range, one source, the algorithm fits it."""
+    errors = range_errors(cfg)
+    if errors:
+        more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
+        raise UserError(f"{errors[0]}{more}; fix the setting on the command line or in its preset.")
     if cfg.env is not None and cfg.dataset is not None:
         raise UserError("both env= and dataset= were given: an offline run evaluates in the env its dataset "
                         "records, so keep dataset=... for offline training or env=... for online training.")
     if cfg.env is None and cfg.dataset is None:
         raise UserError("no data source: choose env=... (online) or dataset=... (offline).")
+    if cfg.env is not None:
+        check_env_id(cfg.env.id)
     if cfg.dataset is not None and OmegaConf.is_missing(cfg.dataset, "id"):
         raise UserError("dataset=minari needs the Minari id of the dataset: add dataset.id=... "
                         "(e.g. dataset.id=mujoco/hopper/medium-v0).")
@@ -49,11 +53,6 @@ def check_config(cfg: DictConfig) -> None:
     if algo_cls.offline_only and cfg.dataset is None:
         raise UserError(f"{algo_cls.__name__} learns from datasets only: add dataset=... (e.g. dataset=pendulum_medium) "
                         f"instead of env=....")
-    bad = [k for k in POSITIVE_TRAINER_KEYS if cfg.trainer[k] <= 0]
-    if bad:
-        raise UserError(f"trainer.{bad[0]} must be a positive integer, got {cfg.trainer[bad[0]]}.")
-    if cfg.trainer.learning_starts < 0:
-        raise UserError("trainer.learning_starts must be zero or positive.")
     if cfg.env is not None and cfg.trainer.save_buffer and not cfg.resume \
             and offline.dataset_exists(cfg.trainer.buffer_dataset_id):
         raise UserError(f"Minari dataset {cfg.trainer.buffer_dataset_id} exists already: choose another "

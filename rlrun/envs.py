@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import os
 import traceback
 from typing import Any, Callable
@@ -22,6 +24,21 @@ def prepare(env: gym.Env, seed: int) -> gym.Env:
     env.action_space.seed(seed)
     env.observation_space.seed(seed)
     return env
+
+
+def check_env_id(env_id: str) -> None:
+    """A UserError naming close matches when `env_id` (`module:Name` imports module first) is not registered."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UserError(f"env id {env_id}: cannot import {module} ({e}); install it or fix the module name.") from None
+    if name in gym.registry:
+        return
+    close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "`rlrun-list` shows rlrun's envs."
+    raise UserError(f"unknown env id {env_id}: gymnasium has no {name} registered; {hint}")
 
 
 def make_env(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, seed: int,

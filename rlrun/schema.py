@@ -8,18 +8,50 @@ dimensions) are `???` and are passed as arguments by `rlrun.build`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting (or each item of a list setting) may take; None bounds are open."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def holds(self, value: float) -> bool:
+        return ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
+                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+
+    def __str__(self) -> str:
+        if (self.gt is not None or self.ge is not None) and (self.lt is not None or self.le is not None):
+            low = f"({self.gt:g}" if self.gt is not None else f"[{self.ge:g}"
+            high = f"{self.lt:g})" if self.lt is not None else f"{self.le:g}]"
+            return f"in {low}, {high}"
+        bound = [(">", self.gt), ("≥", self.ge), ("<", self.lt), ("≤", self.le)]
+        return " and ".join(f"{op} {v:g}" for op, v in bound if v is not None)
+
+
+def ranged(default: Any, **bounds: float) -> Any:
+    """A setting's default and its allowed range (Range's gt/ge/lt/le), checked at start by `check_ranges`.
+    A list default applies the range to each item."""
+    meta = {"range": Range(**bounds)}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
 
 
 @dataclass
 class NetworkConfig:
     _target_: str = "rlrun.nets.MLPSpec"
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    hidden_sizes: list[int] = ranged([256, 256], gt=0)
     """Width of each hidden layer, input to output."""
     activation: str = "relu"
     """Hidden activation: relu, tanh, elu, gelu or silu."""
@@ -41,7 +73,7 @@ class DeviceConfig:
     """bf16 autocast in the update step."""
     matmul_precision: str = "highest"
     """torch.set_float32_matmul_precision: highest, high or medium."""
-    threads: int = 0
+    threads: int = ranged(0, ge=0)
     """CPU threads for torch (0: torch's default)."""
     keep_freed_memory: bool = True
     """Let glibc keep freed tensor memory for reuse instead of unmapping it every step (faster on CPU)."""
@@ -55,7 +87,7 @@ class EnvConfig:
     """Gymnasium id; `module:Id` imports the module that registers it first."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for gymnasium.make."""
-    max_episode_steps: Optional[int] = None
+    max_episode_steps: Optional[int] = ranged(None, gt=0)
     """Time limit override (None: the registered one)."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this for learning only (episode returns, evaluations and saved buffers stay unscaled)."""
@@ -71,7 +103,7 @@ class DatasetConfig:
     """Download the dataset with Minari when it is not in the local store."""
     normalize_obs: bool = True
     """Normalize observations with the dataset's mean and std (kept in checkpoints)."""
-    return_range_scale: Optional[float] = None
+    return_range_scale: Optional[float] = ranged(None, gt=0)
     """Rewards are first multiplied by this / (max - min episode return in the data) (CORL's locomotion: 1000); None: not."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this ..."""
@@ -87,23 +119,23 @@ class DatasetConfig:
 
 @dataclass
 class TrainerConfig:
-    total_steps: int = 100_000
+    total_steps: int = ranged(100_000, gt=0)
     """Env steps (online) or gradient updates (offline)."""
-    batch_size: int = 256
+    batch_size: int = ranged(256, gt=0)
     """Transitions per update."""
-    learning_starts: int = 1000
+    learning_starts: int = ranged(1000, ge=0)
     """Online: uniformly random actions for this many env steps before the first update."""
-    replay_size: int = 1_000_000
+    replay_size: int = ranged(1_000_000, gt=0)
     """Online: replay buffer capacity in transitions."""
-    eval_every: int = 5000
+    eval_every: int = ranged(5000, gt=0)
     """Steps between evaluations."""
-    eval_episodes: int = 10
+    eval_episodes: int = ranged(10, gt=0)
     """Episodes per evaluation (deterministic policy, seeded eval envs)."""
-    log_every: int = 1000
+    log_every: int = ranged(1000, gt=0)
     """Steps between train/ and perf/ scalars (and the non-finite check)."""
-    checkpoint_every: int = 10_000
+    checkpoint_every: int = ranged(10_000, gt=0)
     """Steps between checkpoints (one is always written at the end)."""
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = ranged(3, gt=0)
     """How many step_<N>.pt files to keep."""
     save_buffer: bool = False
     """Online: write the replay buffer as a local Minari dataset at the end of the run."""
@@ -123,15 +155,15 @@ class ActorCriticSettings:
     """Observation size (set at run time)."""
     act_dim: int = MISSING
     """Action size (set at run time)."""
-    gamma: float = 0.99
+    gamma: float = ranged(0.99, gt=0, le=1)
     """Discount factor."""
-    tau: float = 0.005
+    tau: float = ranged(0.005, gt=0, le=1)
     """Soft target update rate."""
-    actor_lr: float = 3e-4
+    actor_lr: float = ranged(3e-4, gt=0)
     """Actor learning rate."""
-    critic_lr: float = 3e-4
+    critic_lr: float = ranged(3e-4, gt=0)
     """Critic learning rate."""
-    num_critics: int = 2
+    num_critics: int = ranged(2, ge=1)
     """Critics in the ensemble (min over them for targets)."""
 
 
@@ -139,9 +171,9 @@ class ActorCriticSettings:
 class SoftActorCriticSettings(ActorCriticSettings):
     """Settings of the SAC family (SAC, CQL, soft option-critic)."""
 
-    alpha_lr: float = 3e-4
+    alpha_lr: float = ranged(3e-4, gt=0)
     """Entropy temperature learning rate."""
-    init_alpha: float = 1.0
+    init_alpha: float = ranged(1.0, gt=0)
     """Initial entropy temperature."""
     autotune_alpha: bool = True
     """Tune the temperature towards target_entropy; false keeps init_alpha."""
@@ -159,11 +191,11 @@ class SACConfig(SoftActorCriticSettings):
 @dataclass
 class CQLConfig(SACConfig):
     _target_: str = "rlrun.algos.cql.CQL"
-    cql_alpha: float = 1.0
+    cql_alpha: float = ranged(1.0, ge=0)
     """Weight of the conservative penalty."""
-    n_actions: int = 10
+    n_actions: int = ranged(10, ge=1)
     """Sampled actions per state for the logsumexp (uniform, pi(s), pi(s'))."""
-    temperature: float = 1.0
+    temperature: float = ranged(1.0, gt=0)
     """Temperature of the logsumexp."""
     importance_sample: bool = True
     """Subtract the log densities of the sampled actions (CQL(H) importance sampling)."""
@@ -171,11 +203,11 @@ class CQLConfig(SACConfig):
     """Tune the penalty weight with a Lagrange multiplier towards target_action_gap."""
     target_action_gap: float = -1.0
     """Target of the conservative difference under the Lagrange variant."""
-    alpha_prime_lr: float = 3e-4
+    alpha_prime_lr: float = ranged(3e-4, gt=0)
     """Learning rate of the Lagrange multiplier."""
     max_target_backup: bool = False
     """Back up max over n_actions sampled next actions instead of one."""
-    bc_steps: int = 0
+    bc_steps: int = ranged(0, ge=0)
     """Updates at the start in which the actor does behaviour cloning instead of maximizing Q."""
     clip_diff_min: float = float("-inf")
     """Lower clip of the conservative difference."""
@@ -187,11 +219,11 @@ class CQLConfig(SACConfig):
 class DelayedPolicySettings(ActorCriticSettings):
     """TD3's policy delay and target policy smoothing (TD3+BC, ReBRAC)."""
 
-    policy_noise: float = 0.2
+    policy_noise: float = ranged(0.2, ge=0)
     """Std of the Gaussian noise on the target policy's next action (in [-1, 1] units)."""
-    noise_clip: float = 0.5
+    noise_clip: float = ranged(0.5, ge=0)
     """That noise is clipped to +-noise_clip."""
-    policy_freq: int = 2
+    policy_freq: int = ranged(2, ge=1)
     """The actor and the targets update once every policy_freq critic updates."""
 
 
@@ -202,7 +234,7 @@ class BCConfig:
     """Observation size (set at run time)."""
     act_dim: int = MISSING
     """Action size (set at run time)."""
-    actor_lr: float = 3e-4
+    actor_lr: float = ranged(3e-4, gt=0)
     """Actor learning rate."""
     gaussian: bool = False
     """Gaussian actor trained by log-likelihood instead of a deterministic one trained by mean squared error."""
@@ -211,20 +243,20 @@ class BCConfig:
 @dataclass
 class TD3BCConfig(DelayedPolicySettings):
     _target_: str = "rlrun.algos.td3_bc.TD3BC"
-    alpha: float = 2.5
+    alpha: float = ranged(2.5, gt=0)
     """alpha of lambda = alpha / mean |Q|: the weight of Q against behaviour cloning in the actor loss."""
 
 
 @dataclass
 class ReBRACConfig(DelayedPolicySettings):
     _target_: str = "rlrun.algos.rebrac.ReBRAC"
-    actor_lr: float = 1e-3
+    actor_lr: float = ranged(1e-3, gt=0)
     """Actor learning rate (ReBRAC's default)."""
-    critic_lr: float = 1e-3
+    critic_lr: float = ranged(1e-3, gt=0)
     """Critic learning rate (ReBRAC's default)."""
-    actor_bc_coef: float = 1.0
+    actor_bc_coef: float = ranged(1.0, ge=0)
     """Weight of the actor's behaviour-cloning penalty ||pi(s) - a||^2."""
-    critic_bc_coef: float = 1.0
+    critic_bc_coef: float = ranged(1.0, ge=0)
     """Weight of the critic target's penalty ||a' - a'_data||^2."""
     normalize_q: bool = True
     """Divide the actor's Q term by mean |Q| (held constant)."""
@@ -235,26 +267,26 @@ class ReBRACConfig(DelayedPolicySettings):
 @dataclass
 class IQLConfig(ActorCriticSettings):
     _target_: str = "rlrun.algos.iql.IQL"
-    value_lr: float = 3e-4
+    value_lr: float = ranged(3e-4, gt=0)
     """Learning rate of the state-value network V."""
-    expectile: float = 0.7
+    expectile: float = ranged(0.7, gt=0, lt=1)
     """Expectile tau of the value loss (0.5: mean; towards 1: max over the data's actions)."""
-    beta: float = 3.0
+    beta: float = ranged(3.0, ge=0)
     """Inverse temperature of the advantage weights exp(beta * A)."""
-    max_weight: float = 100.0
+    max_weight: float = ranged(100.0, gt=0)
     """Advantage weights are clipped above at this."""
-    actor_dropout: float = 0.0
+    actor_dropout: float = ranged(0.0, ge=0, lt=1)
     """Dropout rate in the actor's hidden layers while learning."""
-    lr_schedule_steps: int = MISSING
+    lr_schedule_steps: int = ranged(MISSING, ge=1)
     """Updates of the actor's cosine learning-rate schedule (conf/algo/iql.yaml: trainer.total_steps)."""
 
 
 @dataclass
 class AWACConfig(ActorCriticSettings):
     _target_: str = "rlrun.algos.awac.AWAC"
-    awac_lambda: float = 1.0
+    awac_lambda: float = ranged(1.0, gt=0)
     """Temperature lambda of the advantage weights exp(A / lambda)."""
-    max_weight: float = 100.0
+    max_weight: float = ranged(100.0, gt=0)
     """Advantage weights are clipped above at this."""
 
 
@@ -264,13 +296,13 @@ class OptionSettings:
 
     termination_reg: float = 0.01
     """Termination regularizer xi added to the advantage (larger: longer options)."""
-    epsilon_start: float = 1.0
+    epsilon_start: float = ranged(1.0, ge=0, le=1)
     """Exploration of the epsilon-greedy policy over options at the start ..."""
-    epsilon_end: float = 0.05
+    epsilon_end: float = ranged(0.05, ge=0, le=1)
     """... and after epsilon_decay_steps env steps (linear decay)."""
-    epsilon_decay_steps: int = 20_000
+    epsilon_decay_steps: int = ranged(20_000, ge=0)
     """Env steps over which epsilon decays."""
-    stats_rate: float = 0.001
+    stats_rate: float = ranged(0.001, gt=0, le=1)
     """Rate of the moving averages behind train/option_usage and train/option_duration_mean."""
 
 
@@ -283,21 +315,21 @@ class OptionCriticConfig(OptionSettings):
     """Action size or number of discrete actions (set at run time)."""
     discrete: bool = MISSING
     """Discrete actions (softmax policies) or Box actions (tanh-Gaussian policies) (set at run time)."""
-    n_options: int = 4
+    n_options: int = ranged(4, ge=1)
     """Number of options."""
-    gamma: float = 0.99
+    gamma: float = ranged(0.99, gt=0, le=1)
     """Discount factor."""
-    critic_lr: float = 5e-4
+    critic_lr: float = ranged(5e-4, gt=0)
     """Learning rate of the option-value critic Q_Omega."""
-    actor_lr: float = 5e-4
+    actor_lr: float = ranged(5e-4, gt=0)
     """Learning rate of the intra-option policies."""
-    termination_lr: float = 5e-4
+    termination_lr: float = ranged(5e-4, gt=0)
     """Learning rate of the termination functions."""
-    entropy_coef: float = 0.01
+    entropy_coef: float = ranged(0.01, ge=0)
     """Weight of the intra-option policies' entropy bonus."""
-    critic_every: int = 4
+    critic_every: int = ranged(4, ge=1)
     """Env steps between critic updates (the actor updates every step)."""
-    target_every: int = 200
+    target_every: int = ranged(200, ge=1)
     """Env steps between copies of the critic into its target."""
 
 
@@ -306,13 +338,13 @@ class SoftOptionCriticConfig(SoftActorCriticSettings, OptionSettings):
     """Box actions only; actor_lr is the intra-option policies' rate, the critics are Q_U(s, option, a)."""
 
     _target_: str = "rlrun.algos.soft_option_critic.SoftOptionCritic"
-    n_options: int = 2
+    n_options: int = ranged(2, ge=1)
     """Number of options."""
-    termination_lr: float = 3e-4
+    termination_lr: float = ranged(3e-4, gt=0)
     """Learning rate of the termination functions."""
     critic_every_option: bool = False
     """Fit Q_U(s, option, a) of every option on each transition (intra-option value learning), not only the running option's."""
-    critic_huber: float = 0.0
+    critic_huber: float = ranged(0.0, ge=0)
     """Huber threshold of the critics' TD errors (squared below it, linear above); 0 keeps the squared error."""
 
 
@@ -359,6 +391,27 @@ def with_current_schema(saved: dict[str, Any]) -> DictConfig:
         if saved.get(key) is not None:
             base[key] = OmegaConf.structured(schema)
     return merge_checked(base, saved)
+
+
+def range_errors(cfg: DictConfig) -> list[str]:
+    """Every setting outside the range declared beside it (`ranged`), as "<key> must be <range>, got <value>"."""
+    algos = {schema._target_: schema for schema in ALGO_SCHEMAS.values()}
+    sections = {"network": NetworkConfig, "device": DeviceConfig, "trainer": TrainerConfig, "env": EnvConfig,
+                "dataset": DatasetConfig, "algo": algos.get(OmegaConf.select(cfg, "algo._target_"))}
+    errors = []
+    for section, schema in sections.items():
+        if schema is None or cfg.get(section) is None:
+            continue
+        for f in fields(schema):
+            bounds = f.metadata.get("range")
+            if bounds is None or f.name not in cfg[section] or OmegaConf.is_missing(cfg[section], f.name):
+                continue
+            value = cfg[section][f.name]
+            items = value if isinstance(value, (list, ListConfig)) else [value]
+            if any(v is not None and not bounds.holds(v) for v in items):
+                each = "each of " if isinstance(value, (list, ListConfig)) else ""
+                errors.append(f"{each}{section}.{f.name} must be {bounds}, got {value}")
+    return errors
 
 
 def merge_checked(base: DictConfig, *others: Any) -> DictConfig:

@@ -82,10 +82,18 @@ def test_unknown_key_and_wrong_type_fail_at_compose():
 
 @pytest.mark.parametrize("overrides,message", [
     (["algo=sac", "env=pendulum", "dataset=pendulum"], "both env= and dataset="),
-    (["trainer.total_steps=0"], "trainer.total_steps must be a positive"),
-    (["trainer.eval_every=-5"], "trainer.eval_every must be a positive"),
+    (["trainer.total_steps=0"], "trainer.total_steps must be > 0, got 0"),
+    (["trainer.eval_every=-5"], "trainer.eval_every must be > 0, got -5"),
+    (["algo.gamma=1.5"], r"algo.gamma must be in \(0, 1\], got 1.5"),
+    (["algo=iql", "algo.expectile=1.0"], r"algo.expectile must be in \(0, 1\), got 1.0"),
+    (["network.hidden_sizes=[64,0]"], r"each of network.hidden_sizes must be > 0, got \[64, 0\]"),
+    (["algo=option_critic", "env=four_rooms", "algo.n_options=0"], "algo.n_options must be ≥ 1, got 0"),
+    (["env=pendulum", "algo=sac", "env.max_episode_steps=0", "device.threads=-1"],
+     "device.threads must be ≥ 0, got -1 \\(and 1 more: env.max_episode_steps must be > 0, got 0\\)"),
     (["algo=option_critic", "dataset=door"], "OptionCritic learns online and needs an environment"),
     (["algo=rebrac", "env=pendulum"], "ReBRAC learns from datasets only: add dataset="),
+    (["algo=sac", "env=pendulum", "env.id=Pendulm-v1"], "unknown env id Pendulm-v1: .* did you mean Pendulum-v1"),
+    (["algo=sac", "env=pendulum", "env.id=nomodule:Foo-v0"], "cannot import nomodule"),
 ])
 def test_preflight_errors(overrides, message):
     with pytest.raises(UserError, match=message):
@@ -99,7 +107,7 @@ def test_preflight_errors(overrides, message):
     (["algo=sac", "env=pendulum", "dataset=pendulum"], "both env= and dataset="),
     pytest.param(["algo=sac", "env=pendulum", "device=cuda"], "no CUDA GPU",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
-    (["algo=sac", "env=pendulum", "trainer.total_steps=-1"], "must be a positive"),
+    (["algo=sac", "env=pendulum", "trainer.total_steps=-1"], "trainer.total_steps must be > 0, got -1"),
     (["resume=/nonexistent/run"], "holds no readable checkpoint"),
     (["algo=sac", "env=cartpole"], "SAC does not support discrete actions"),
     (["algo=option_critic", "dataset=door"], "learns online and needs an environment: add env="),
