@@ -188,7 +188,7 @@ def summary(cfg: DictConfig, source: Any, algo: Any, device: torch.device) -> st
 
 def _schedule(t: DictConfig, eval_video: bool) -> Schedule:
     return Schedule(t.total_steps, t.batch_size, t.eval_every, t.eval_episodes, t.log_every,
-                    t.checkpoint_every, t.keep_checkpoints, t.progress, eval_video)
+                    t.checkpoint_every, t.keep_checkpoints, t.progress, eval_video, t.eval_envs)
 
 
 def videos_possible(source: Any, seed: int) -> bool:

@@ -131,6 +131,8 @@ class TrainerConfig:
     """Steps between evaluations."""
     eval_episodes: int = ranged(10, gt=0)
     """Episodes per evaluation (deterministic policy, seeded eval envs)."""
+    eval_envs: int = ranged(1, ge=1)
+    """Evaluation episodes played this many at a time in a gymnasium vector env (async workers for MuJoCo envs)."""
     log_every: int = ranged(1000, gt=0)
     """Steps between train/ and perf/ scalars (and the non-finite check)."""
     checkpoint_every: int = ranged(10_000, gt=0)

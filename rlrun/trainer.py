@@ -12,8 +12,9 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -52,6 +53,7 @@ class Schedule:
     keep_checkpoints: int
     progress: bool
     eval_video: bool = False
+    eval_envs: int = 1
 
 
 def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: torch.device) -> dict[str, float]:
@@ -71,11 +73,57 @@ def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: to
         returns.append(ret)
         lengths.append(length)
         successes.append(success)
+    return summarize(returns, lengths, successes)
+
+
+def summarize(returns: list[float], lengths: list[int], successes: list[bool | None]) -> dict[str, float]:
+    """eval/ metrics of played episodes; eval/success_rate only where every episode reported success."""
     metrics = {"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
                "eval/length_mean": float(np.mean(lengths))}
     if all(s is not None for s in successes):
         metrics["eval/success_rate"] = float(np.mean(successes))
     return metrics
+
+
+def is_mujoco(env: gym.Env) -> bool:
+    """MuJoCo envs step in C for long enough that async worker processes pay off."""
+    return hasattr(env.unwrapped, "mujoco_renderer") or hasattr(env.unwrapped, "data")
+
+
+def make_eval_envs(make_env: Callable[[int], gym.Env], n: int, seed: int) -> gym.vector.VectorEnv:
+    """`n` eval envs as one vector env: async worker processes for MuJoCo envs, in process otherwise."""
+    probe = make_env(seed)
+    vector = gym.vector.AsyncVectorEnv if is_mujoco(probe) else gym.vector.SyncVectorEnv
+    probe.close()
+    return vector([partial(make_env, seed + i) for i in range(n)])
+
+
+def evaluate_vector(algo: Algorithm, envs: gym.vector.VectorEnv, episodes: int, seed: int,
+                    device: torch.device) -> dict[str, float]:
+    """`evaluate` with episodes played num_envs at a time and the policy batched: episode i is reset
+    with seed + i, as in `evaluate`, so the results are the same. Envs past an episode's end (or
+    beyond the last episode) keep stepping, ignored."""
+    n = envs.num_envs
+    returns, lengths, successes = [], [], []
+    for start in range(0, episodes, n):
+        count = min(n, episodes - start)
+        obs, _ = envs.reset(seed=[seed + start + i for i in range(n)])
+        state, done = algo.initial_state(), np.zeros(n, dtype=bool)
+        ret, length = np.zeros(n), np.zeros(n, dtype=int)
+        success: np.ndarray | None = None
+        while not done[:count].all():
+            with torch.no_grad():
+                action, state = algo.act(torch.as_tensor(obs, dtype=torch.float32, device=device), state, True)
+            obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
+            live = ~done
+            ret, length = ret + reward * live, length + live
+            if "success" in info:
+                success = (np.zeros(n, dtype=bool) if success is None else success) | (np.asarray(info["success"]) & live)
+            done |= terminated | truncated
+        returns += list(ret[:count])
+        lengths += list(length[:count])
+        successes += [None] * count if success is None else list(success[:count])
+    return summarize(returns, lengths, successes)
 
 
 def non_finite(metrics: dict[str, Any], algo: Algorithm) -> list[str]:
@@ -95,6 +143,7 @@ class Trainer:
         self.step = 0
         self.last_eval: dict[str, float] = {}
         self._signal: int | None = None
+        self._eval_envs: gym.vector.VectorEnv | None = None
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -141,9 +190,15 @@ class Trainer:
         timer.update(step=self.step, time=now)
 
     def _evaluate(self) -> None:
-        env = self.source.make_eval_env(self.seed + 10_000)
-        self.last_eval = evaluate(self.algo, env, self.s.eval_episodes, self.seed + 10_000, self.device)
-        env.close()
+        seed = self.seed + 10_000
+        if self.s.eval_envs > 1:
+            if self._eval_envs is None:  # kept for the run: async workers start once
+                self._eval_envs = make_eval_envs(self.source.make_eval_env, self.s.eval_envs, seed)
+            self.last_eval = evaluate_vector(self.algo, self._eval_envs, self.s.eval_episodes, seed, self.device)
+        else:
+            env = self.source.make_eval_env(seed)
+            self.last_eval = evaluate(self.algo, env, self.s.eval_episodes, seed, self.device)
+            env.close()
         score = self.source.normalized_score(self.last_eval["eval/return_mean"])
         if score is not None:
             self.last_eval["eval/normalized_score"] = score
@@ -200,6 +255,9 @@ class Trainer:
         finally:
             bar.close()
             self.logger.flush()
+            if self._eval_envs is not None:
+                self._eval_envs.close()
+                self._eval_envs = None
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
         return self.last_eval.get("eval/return_mean", math.nan)

@@ -70,3 +70,28 @@ def test_exported_file_gives_the_live_policys_actions(saved_run, fmt):
 
         got = onnxruntime.InferenceSession(str(path)).run(None, {"obs": obs})[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,env,vector", [("td3_bc", "pendulum", "sync"), ("sac", "pendulum", "async"),
+                                             ("option_critic", "four_rooms", "sync")])
+def test_vector_evaluation_equals_serial_evaluation(name, env, vector):
+    """trainer.eval_envs: the same seeds give the same episodes as one env played serially."""
+    from functools import partial
+
+    import gymnasium as gym
+
+    from rlrun.build import make_algo, make_source
+    from rlrun.trainer import evaluate, evaluate_vector
+
+    torch.manual_seed(0)
+    cfg = make_cfg(f"algo={name}", f"env={env}", "network.hidden_sizes=[32,32]", "env.max_episode_steps=60")
+    source = make_source(cfg, torch.device("cpu"))
+    algo = make_algo(cfg, source.spaces, torch.device("cpu"))
+    serial = evaluate(algo, source.make_eval_env(7), 5, 7, torch.device("cpu"))
+    kind = gym.vector.SyncVectorEnv if vector == "sync" else gym.vector.AsyncVectorEnv
+    envs = kind([partial(source.make_eval_env, 7 + i) for i in range(3)])  # 5 episodes in waves of 3
+    batched = evaluate_vector(algo, envs, 5, 7, torch.device("cpu"))
+    envs.close()
+    assert serial.keys() == batched.keys()
+    for key in serial:
+        assert batched[key] == pytest.approx(serial[key], rel=1e-4, abs=1e-4), key
