@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 def check_config(cfg: DictConfig) -> None:
     """Pre-flight checks that need no data: every setting in its declared range, one source, the algorithm fits it."""
+    try:  # the network's settings (activation) are checked by building its spec
+        instantiate(cfg.network, _convert_="all")
+    except (InstantiationException, ValueError) as e:
+        raise UserError(f"network settings: {str(e.__cause__ or e).splitlines()[0]}.") from None
     errors = range_errors(cfg)
     if errors:
         more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
@@ -117,7 +122,13 @@ def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
     if algo_cls.discrete_actions is None:  # it takes both kinds, so it is told which
         sizes["discrete"] = spaces.discrete
     # network and device go to the class directly: through instantiate they would become configs
-    algo = instantiate(cfg.algo, **sizes, _partial_=True)(network=instantiate(cfg.network, _convert_="all"), device=device)
+    try:
+        network = instantiate(cfg.network, _convert_="all")
+        algo = instantiate(cfg.algo, **sizes, _partial_=True)(network=network, device=device)
+    except (InstantiationException, ValueError, TypeError) as e:
+        cause = e.__cause__ or e
+        raise UserError(f"building {algo_cls.__name__} failed ({type(cause).__name__}: {str(cause).splitlines()[0]}); "
+                        f"check the algo.* and network.* settings.") from None
     try:
         base.check_contract(algo)
     except base.ContractError as e:

@@ -53,6 +53,30 @@ def unwritable_output(argv: list[str]) -> str | None:
     return target
 
 
+def unknown_added_key(argv: list[str]) -> str | None:
+    """A one-sentence error for `+key=value` naming a setting rlrun does not declare (None when all are fine).
+
+    Every rlrun setting is declared in the schema, so `+` can only add what does not exist; Hydra's own
+    message for it ("An item is already at ...") points the wrong way. `+hydra...` and `++` pass through.
+    """
+    added = [a[1:].partition("=")[0] for a in argv if a.startswith("+") and not a.startswith(("++", "+hydra"))]
+    if not added:
+        return None
+    from rlrun import presets
+
+    rest = [a for a in argv if not a.startswith("+") and "=" in a and not a.startswith("hydra")]
+    try:
+        cfg = presets.compose(rest)
+    except Exception:  # the other overrides are wrong too: Hydra reports them
+        return None
+    key = added[0]
+    section, _, _ = key.rpartition(".")
+    node = OmegaConf.select(cfg, section) if section else cfg
+    known = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"
+    return (f"+{key} adds a setting rlrun does not declare; the keys of {section or 'the config'} are: {known}. "
+            f"Drop the + to set one of them.")
+
+
 def job_config_request(argv: list[str]) -> list[str] | None:
     """The overrides of `rlrun ... --cfg job` (None for any other command line)."""
     flags = {"--cfg", "-c"}
@@ -87,6 +111,10 @@ def main() -> None:
     if {"--cfg", "-c"} & set(sys.argv) and {"-m", "--multirun"} & set(sys.argv):
         # Hydra takes one mode; `rlrun -m ... --cfg hydra` shows the config each job would get
         sys.argv = [a for a in sys.argv if a not in ("-m", "--multirun")]
+    unknown = unknown_added_key(sys.argv[1:])
+    if unknown is not None:
+        print(f"rlrun: error: {unknown}", file=sys.stderr)
+        sys.exit(2)
     bad_output = unwritable_output(sys.argv[1:])
     if bad_output is not None:
         print(f"rlrun: error: cannot create the output directory {bad_output}: its parent is not a writable "

@@ -19,8 +19,9 @@ EnvFn = Callable[[int], gym.Env]
 
 def prepare(env: gym.Env, seed: int) -> gym.Env:
     """Box actions rescaled to [-1, 1] (what the policies emit); spaces seeded."""
-    if isinstance(env.action_space, gym.spaces.Box):
-        env = RescaleAction(env, -1.0, 1.0)
+    if isinstance(env.action_space, gym.spaces.Box):  # bounds in the space's dtype: no precision warning
+        dtype = env.action_space.dtype.type
+        env = RescaleAction(env, dtype(-1.0), dtype(1.0))
     env.action_space.seed(seed)
     env.observation_space.seed(seed)
     return env

@@ -113,6 +113,10 @@ def test_preflight_errors(overrides, message):
     (["algo=option_critic", "dataset=door"], "learns online and needs an environment: add env="),
     (["algo=soft_option_critic", "env=cartpole"], "SoftOptionCritic does not support discrete actions"),
     (["algo=sac", "env=pendulum", "device=cpu", "device.cpu_matmul=fast"], "unknown device.cpu_matmul='fast'"),
+    (["+algo.foo=1"], "+algo.foo adds a setting rlrun does not declare; the keys of algo are: _target_, act_dim"),
+    (["algo=sac", "env=pendulum", "network.activation=swish"], "unknown activation 'swish'"),
+    (["algo=iql", "dataset=pendulum_medium", "algo.actor_lr=-0.1"], "algo.actor_lr must be > 0, got -0.1"),
+    (["algo=sac", "env=pendulum", "env.id=Pendulm-v1"], "did you mean Pendulum-v1"),
 ])
 def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected):
     start = time.time()
