@@ -38,12 +38,20 @@ def test_load_policy_acts_in_env_units_on_single_and_batched_observations(saved_
     assert np.abs(batch).max() <= 2.0
 
 
-def test_rlrun_eval_prints_the_policys_scores(saved_run):
-    out = subprocess.run([sys.executable, "-m", "rlrun.evaluate", str(saved_run), "--episodes", "2"],
+FAMILIES = {"td3_bc": [*SMALL], "iql": [*SMALL], "cql": [*SMALL],
+            "option_critic": ["env=four_rooms", "trainer.total_steps=50", "trainer.eval_every=50", "trainer.learning_starts=10",
+                              "trainer.eval_episodes=1", "trainer.progress=false", "device=cpu", "env.max_episode_steps=30"]}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rlrun_eval_prints_the_policys_scores(tmp_path, pendulum_dataset, family):
+    run(make_cfg(f"algo={family}", *FAMILIES[family]), tmp_path / "run")
+    out = subprocess.run([sys.executable, "-m", "rlrun.evaluate", str(tmp_path / "run"), "--episodes", "2"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "at step 50, 2 episodes from seed 0" in out.stdout
-    assert "return_mean" in out.stdout and "length_mean        200.00" in out.stdout
+    length = "30.00" if family == "option_critic" else "200.00"
+    assert "return_mean" in out.stdout and f"length_mean        {length}" in out.stdout
 
 
 @pytest.mark.parametrize("args,message", [(["--episodes", "0"], "--episodes must be positive"),
