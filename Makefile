@@ -19,6 +19,7 @@ run: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider
 
 test-all: setup

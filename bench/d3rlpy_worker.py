@@ -15,8 +15,7 @@ import torch
 def make_config(algo: str, common: dict, enc, args):
     """d3rlpy's config of `algo` at the sizes rlrun's bench uses (rlrun's defaults where they differ)."""
     if algo == "cql":
-        return d3rlpy.algos.CQLConfig(**common, conservative_weight=1.0, n_action_samples=args.n_actions,
-                                      alpha_learning_rate=0.0)
+        return d3rlpy.algos.CQLConfig(**common, conservative_weight=1.0, n_action_samples=args.n_actions, alpha_learning_rate=0.0)
     if algo == "sac":
         return d3rlpy.algos.SACConfig(**common)
     if algo == "bc":
@@ -29,8 +28,9 @@ def make_config(algo: str, common: dict, enc, args):
         return d3rlpy.algos.AWACConfig(**common, lam=1.0)
     # ReBRAC: LayerNorm in the critics, as rlrun's critic_layer_norm
     layer_norm = d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=args.hidden, use_layer_norm=True)
-    return d3rlpy.algos.ReBRACConfig(**(common | {"critic_encoder_factory": layer_norm}), actor_beta=0.1,
-                                     critic_beta=0.1, update_actor_interval=2)
+    return d3rlpy.algos.ReBRACConfig(
+        **(common | {"critic_encoder_factory": layer_norm}), actor_beta=0.1, critic_beta=0.1, update_actor_interval=2
+    )
 
 
 def main() -> None:
@@ -51,10 +51,16 @@ def main() -> None:
         observations=rng.standard_normal((n, args.obs_dim)).astype(np.float32),
         actions=rng.uniform(-1, 1, (n, args.act_dim)).astype(np.float32),
         rewards=rng.standard_normal(n).astype(np.float32),
-        terminals=(np.arange(n) % 200 == 199).astype(np.float32))
+        terminals=(np.arange(n) % 200 == 199).astype(np.float32),
+    )
     enc = d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=args.hidden)
-    common = dict(actor_encoder_factory=enc, critic_encoder_factory=enc, batch_size=args.batch,
-                  actor_learning_rate=1e-4, critic_learning_rate=3e-4)
+    common = dict(
+        actor_encoder_factory=enc,
+        critic_encoder_factory=enc,
+        batch_size=args.batch,
+        actor_learning_rate=1e-4,
+        critic_learning_rate=3e-4,
+    )
     config = make_config(args.algo, common, enc, args)
     algo = config.create(device=args.device)
     algo.build_with_dataset(dataset)

@@ -31,8 +31,10 @@ def main() -> None:
     device = torch.device("cpu")
     source = make_source(cfg, device)
     algo = make_algo(cfg, source.spaces, device)
-    print(f"# {time.strftime('%Y-%m-%d')} · {torch.get_num_threads()} threads · {args.episodes} episodes of "
-          f"{cfg.env.id}, door-size CQL policy")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} · {torch.get_num_threads()} threads · {args.episodes} episodes of "
+        f"{cfg.env.id}, door-size CQL policy"
+    )
     print("| eval_envs | vector env | wall time (s) |\n|---|---|---|")
     for n in args.envs:
         times = []

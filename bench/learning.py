@@ -50,8 +50,14 @@ def main() -> None:
     start = time.time()
     for seed in args.seeds:
         run_dir = root / f"seed{seed}"
-        cmd = ["rlrun", *args.overrides, f"seed={seed}", f"hydra.run.dir={run_dir}", "trainer.progress=false",
-               f"device.threads={threads}"]
+        cmd = [
+            "rlrun",
+            *args.overrides,
+            f"seed={seed}",
+            f"hydra.run.dir={run_dir}",
+            "trainer.progress=false",
+            f"device.threads={threads}",
+        ]
         jobs.append((seed, run_dir, time.time(), subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
         while len([j for j in jobs if j[3].poll() is None]) >= args.parallel:
             time.sleep(1)
@@ -59,8 +65,11 @@ def main() -> None:
         _, err = proc.communicate()
         if proc.returncode != 0:
             print(err.decode()[-2000:], file=sys.stderr)
-        results[seed] = (final_scalar(run_dir, "eval/return_mean"), final_scalar(run_dir, "eval/normalized_score"),
-                         final_scalar(run_dir, "perf/updates_per_s"))
+        results[seed] = (
+            final_scalar(run_dir, "eval/return_mean"),
+            final_scalar(run_dir, "eval/normalized_score"),
+            final_scalar(run_dir, "perf/updates_per_s"),
+        )
     wall = time.time() - start
     print(f"rlrun {' '.join(args.overrides)}")
     for seed, (ret, score, ups) in results.items():

@@ -52,6 +52,7 @@ def update_flops(algo: str, obs: int, act: int, hidden: list[int], n_critics: in
     """Matmul FLOPs of one CQL or SAC update (backward = 2x forward) as rlrun computes it; nan for the others."""
     if algo not in ("cql", "sac"):
         return float("nan")
+
     def critic(rows: int, states: int) -> int:  # first layer: W_s s once per state, W_a a per action
         return n_critics * (2 * states * obs * hidden[0] + 2 * rows * act * hidden[0] + linear_flops(rows, [*hidden, 1]))
 
@@ -88,8 +89,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     return peak
 
 
-def rlrun_rate(algo: str, cfg: str, device: torch.device, amp: bool, compile: bool, graphs: bool,
-               seconds: float, use_onednn: bool = False) -> float:
+def rlrun_rate(
+    algo: str, cfg: str, device: torch.device, amp: bool, compile: bool, graphs: bool, seconds: float, use_onednn: bool = False
+) -> float:
     onednn.use("onednn" if use_onednn else "blas")
     if compile or graphs:
         torch._dynamo.reset()  # each variant builds new modules and optimizers: compile afresh, not against old guards
@@ -97,13 +99,26 @@ def rlrun_rate(algo: str, cfg: str, device: torch.device, amp: bool, compile: bo
     torch.manual_seed(0)
     # each algorithm's schema defaults (CQL: 10 sampled actions, no entropy backup, door's learning rates)
     extra = [f"algo.n_actions={N_ACTIONS}", "algo.backup_entropy=false", "algo.actor_lr=1e-4"] if algo == "cql" else []
-    config = presets.compose([f"algo={algo}", "env=pendulum", f"network.hidden_sizes=[{','.join(map(str, hidden))}]",
-                              f"trainer.batch_size={BATCH}", "trainer.total_steps=1000000", *extra])
+    config = presets.compose(
+        [
+            f"algo={algo}",
+            "env=pendulum",
+            f"network.hidden_sizes=[{','.join(map(str, hidden))}]",
+            f"trainer.batch_size={BATCH}",
+            "trainer.total_steps=1000000",
+            *extra,
+        ]
+    )
     model = make_algo(config, Spaces(obs_dim=obs, act_dim=act, discrete=False), device)
     update = accelerate(model.update, device, amp, compile, graphs)
-    batch = Batch(torch.randn(BATCH, obs, device=device), torch.rand(BATCH, act, device=device) * 2 - 1,
-                  torch.randn(BATCH, device=device), torch.randn(BATCH, obs, device=device),
-                  torch.zeros(BATCH, device=device), next_act=torch.rand(BATCH, act, device=device) * 2 - 1)
+    batch = Batch(
+        torch.randn(BATCH, obs, device=device),
+        torch.rand(BATCH, act, device=device) * 2 - 1,
+        torch.randn(BATCH, device=device),
+        torch.randn(BATCH, obs, device=device),
+        torch.zeros(BATCH, device=device),
+        next_act=torch.rand(BATCH, act, device=device) * 2 - 1,
+    )
     for _ in range(5 if not (compile or graphs) else 20):
         update(batch)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -120,9 +135,26 @@ def d3rlpy_rate(algo: str, cfg: str, device: torch.device, seconds: float, keep_
     if not D3RLPY_PY.exists():
         return None
     obs, act, hidden = CONFIGS[cfg]
-    cmd = [str(D3RLPY_PY), str(HERE / "d3rlpy_worker.py"), "--algo", algo, "--obs-dim", str(obs), "--act-dim",
-           str(act), "--hidden", *map(str, hidden), "--n-actions", str(N_ACTIONS), "--batch", str(BATCH),
-           "--seconds", str(seconds), "--device", "cuda:0" if device.type == "cuda" else "cpu:0"]
+    cmd = [
+        str(D3RLPY_PY),
+        str(HERE / "d3rlpy_worker.py"),
+        "--algo",
+        algo,
+        "--obs-dim",
+        str(obs),
+        "--act-dim",
+        str(act),
+        "--hidden",
+        *map(str, hidden),
+        "--n-actions",
+        str(N_ACTIONS),
+        "--batch",
+        str(BATCH),
+        "--seconds",
+        str(seconds),
+        "--device",
+        "cuda:0" if device.type == "cuda" else "cpu:0",
+    ]
     env = dict(os.environ, GLIBC_TUNABLES=GLIBC_KEEP_MEMORY) if keep_memory else None
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -140,22 +172,28 @@ def main() -> None:
     p.add_argument("--algos", nargs="+", default=["cql", "sac", "bc", "td3_bc", "iql", "awac", "rebrac"])
     p.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
-    p.add_argument("--cpu-matmul", choices=onednn.CHOICES, default="auto",
-                   help="rlrun's CPU fp32 critic matmuls (device.cpu_matmul)")
-    p.add_argument("--glibc-default", action="store_true",
-                   help="leave glibc's allocator as it is (rlrun's device.keep_freed_memory=false)")
+    p.add_argument(
+        "--cpu-matmul", choices=onednn.CHOICES, default="auto", help="rlrun's CPU fp32 critic matmuls (device.cpu_matmul)"
+    )
+    p.add_argument(
+        "--glibc-default", action="store_true", help="leave glibc's allocator as it is (rlrun's device.keep_freed_memory=false)"
+    )
     args = p.parse_args()
     if not args.glibc_default:
         keep_freed_memory()  # what `rlrun` does by default
     cpu_onednn = onednn.use(args.cpu_matmul)
-    print(f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · torch {torch.__version__} · "
-          f"{torch.get_num_threads()} threads · CPU fp32 critic matmuls: {'oneDNN' if cpu_onednn else 'BLAS'}")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · torch {torch.__version__} · "
+        f"{torch.get_num_threads()} threads · CPU fp32 critic matmuls: {'oneDNN' if cpu_onednn else 'BLAS'}"
+    )
     for dev_name in args.devices:
         device = torch.device(dev_name)
         peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
         print(f"\n## {dev_name}: matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
-        print("| config | algo | variant | rlrun updates/s | d3rlpy updates/s | ratio | FLOP utilization | "
-              "d3rlpy with rlrun's malloc setting | ratio to that |")
+        print(
+            "| config | algo | variant | rlrun updates/s | d3rlpy updates/s | ratio | FLOP utilization | "
+            "d3rlpy with rlrun's malloc setting | ratio to that |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for cfg in args.configs:
             for algo in args.algos:
@@ -175,8 +213,7 @@ def main() -> None:
                     ratio = f"{rate / base:.2f}x" if base else "n/a"
                     d3 = f"{base:.1f}" if base else "not installed"
                     tuned_cols = f"{tuned:.1f} | {rate / tuned:.2f}x" if tuned else "n/a | n/a"
-                    print(f"| {cfg} | {algo} | {name} | {rate:.1f} | {d3} | {ratio} | {util_text} | {tuned_cols} |",
-                          flush=True)
+                    print(f"| {cfg} | {algo} | {name} | {rate:.1f} | {d3} | {ratio} | {util_text} | {tuned_cols} |", flush=True)
 
 
 if __name__ == "__main__":

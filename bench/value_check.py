@@ -71,10 +71,16 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=300, help="steps whose value is compared")
     parser.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
     parser.add_argument("--step", type=int, help="load checkpoints/step_<STEP>.pt instead of the newest")
-    parser.add_argument("--sample", action="store_true",
-                        help="play the training-time policy (sampled options and actions) instead of the greedy one")
-    parser.add_argument("--each-placement", action="store_true",
-                        help="Meta-World: episode i plays placement i of the run's 50 (else a random one per episode)")
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="play the training-time policy (sampled options and actions) instead of the greedy one",
+    )
+    parser.add_argument(
+        "--each-placement",
+        action="store_true",
+        help="Meta-World: episode i plays placement i of the run's 50 (else a random one per episode)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)  # --sample draws repeat
@@ -94,7 +100,7 @@ def main() -> None:
     checkpoint.restore(algo, state["algo"])
     env = source.make_eval_env(args.seed)
     # one entry per episode: the MT1 placement to play, or None for the env's own choice on reset
-    tasks = placements(env)[:args.episodes] if args.each_placement else [None] * args.episodes
+    tasks = placements(env)[: args.episodes] if args.each_placement else [None] * args.episodes
     print(f"{path} (step {state['step']}), gamma {cfg.algo.gamma}")
     returns, successes = [], []
     for i, task in enumerate(tasks):
@@ -105,12 +111,16 @@ def main() -> None:
         realized = discounted(ep["reward"] * cfg.env.reward_scale, cfg.algo.gamma)[:h].mean()
         returns.append(ep["reward"].sum())
         successes.append(np.nanmax(ep["success"]))
-        print(f"episode {i}: return {returns[-1]:.1f}, predicted value {ep['q'][:h].mean():.2f} vs "
-              f"realized discounted return {realized:.2f} (mean over the first {h} steps), "
-              f"success {successes[-1]:.0f}, closest hand-object distance {np.nanmin(ep['hand_to_obj']):.3f} m")
+        print(
+            f"episode {i}: return {returns[-1]:.1f}, predicted value {ep['q'][:h].mean():.2f} vs "
+            f"realized discounted return {realized:.2f} (mean over the first {h} steps), "
+            f"success {successes[-1]:.0f}, closest hand-object distance {np.nanmin(ep['hand_to_obj']):.3f} m"
+        )
     rate = "" if np.isnan(successes).all() else f", success rate {np.nanmean(successes):.2f}"
-    print(f"{len(returns)} episodes: mean return {np.mean(returns):.1f}, median {np.median(returns):.1f}, "
-          f"range {min(returns):.1f} to {max(returns):.1f}{rate}")
+    print(
+        f"{len(returns)} episodes: mean return {np.mean(returns):.1f}, median {np.median(returns):.1f}, "
+        f"range {min(returns):.1f} to {max(returns):.1f}{rate}"
+    )
 
 
 if __name__ == "__main__":

@@ -42,26 +42,37 @@ def check_config(cfg: DictConfig) -> None:
         more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
         raise UserError(f"{errors[0]}{more}; fix the setting on the command line or in its preset.")
     if cfg.env is not None and cfg.dataset is not None:
-        raise UserError("both env= and dataset= were given: an offline run evaluates in the env its dataset "
-                        "records, so keep dataset=... for offline training or env=... for online training.")
+        raise UserError(
+            "both env= and dataset= were given: an offline run evaluates in the env its dataset "
+            "records, so keep dataset=... for offline training or env=... for online training."
+        )
     if cfg.env is None and cfg.dataset is None:
         raise UserError("no data source: choose env=... (online) or dataset=... (offline).")
     if cfg.env is not None:
         check_env_id(cfg.env.id)
     if cfg.dataset is not None and OmegaConf.is_missing(cfg.dataset, "id"):
-        raise UserError("dataset=minari needs the Minari id of the dataset: add dataset.id=... "
-                        "(e.g. dataset.id=mujoco/hopper/medium-v0).")
+        raise UserError(
+            "dataset=minari needs the Minari id of the dataset: add dataset.id=... (e.g. dataset.id=mujoco/hopper/medium-v0)."
+        )
     algo_cls = get_class(cfg.algo._target_)
     if algo_cls.online_only and cfg.env is None:
-        raise UserError(f"{algo_cls.__name__} learns online and needs an environment: add env=... "
-                        f"(e.g. env=cartpole) instead of dataset=....")
+        raise UserError(
+            f"{algo_cls.__name__} learns online and needs an environment: add env=... (e.g. env=cartpole) instead of dataset=...."
+        )
     if algo_cls.offline_only and cfg.dataset is None:
-        raise UserError(f"{algo_cls.__name__} learns from datasets only: add dataset=... (e.g. dataset=pendulum_medium) "
-                        f"instead of env=....")
-    if cfg.env is not None and cfg.trainer.save_buffer and not cfg.resume \
-            and offline.dataset_exists(cfg.trainer.buffer_dataset_id):
-        raise UserError(f"Minari dataset {cfg.trainer.buffer_dataset_id} exists already: choose another "
-                        f"trainer.buffer_dataset_id or delete it with `minari delete {cfg.trainer.buffer_dataset_id}`.")
+        raise UserError(
+            f"{algo_cls.__name__} learns from datasets only: add dataset=... (e.g. dataset=pendulum_medium) instead of env=...."
+        )
+    if (
+        cfg.env is not None
+        and cfg.trainer.save_buffer
+        and not cfg.resume
+        and offline.dataset_exists(cfg.trainer.buffer_dataset_id)
+    ):
+        raise UserError(
+            f"Minari dataset {cfg.trainer.buffer_dataset_id} exists already: choose another "
+            f"trainer.buffer_dataset_id or delete it with `minari delete {cfg.trainer.buffer_dataset_id}`."
+        )
 
 
 def make_device(cfg: DictConfig, resume_state: dict[str, Any] | None = None) -> torch.device:
@@ -91,8 +102,9 @@ def use_cpu_matmul(choice: str, chosen_before: str | None = None) -> None:
         raise UserError("device.cpu_matmul=onednn needs a PyTorch build with oneDNN; use device.cpu_matmul=blas or auto.")
     kept = choice == "auto" and chosen_before in ("blas", "onednn") and (chosen_before == "blas" or onednn.available())
     on = onednn.use(chosen_before if kept else choice)
-    log.info("CPU fp32 critic matmuls: %s%s", "oneDNN" if on else "torch's BLAS",
-             " (as the run chose at its start)" if kept else "")
+    log.info(
+        "CPU fp32 critic matmuls: %s%s", "oneDNN" if on else "torch's BLAS", " (as the run chose at its start)" if kept else ""
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -109,8 +121,9 @@ def make_source(cfg: DictConfig, device: torch.device) -> Any:
     d = cfg.dataset
     builder = instantiate(d.builder, _partial_=True) if d.builder is not None else None
     dataset = offline.load(d.id, d.download, builder)
-    return offline.DatasetSource(dataset, d.normalize_obs, d.reward_scale, d.reward_bias,
-                                 d.ref_min_score, d.ref_max_score, device, d.return_range_scale)
+    return offline.DatasetSource(
+        dataset, d.normalize_obs, d.reward_scale, d.reward_bias, d.ref_min_score, d.ref_max_score, device, d.return_range_scale
+    )
 
 
 def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
@@ -127,8 +140,10 @@ def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
         algo = instantiate(cfg.algo, **sizes, _partial_=True)(network=network, device=device)
     except (InstantiationException, ValueError, TypeError) as e:
         cause = e.__cause__ or e
-        raise UserError(f"building {algo_cls.__name__} failed ({type(cause).__name__}: {str(cause).splitlines()[0]}); "
-                        f"check the algo.* and network.* settings.") from None
+        raise UserError(
+            f"building {algo_cls.__name__} failed ({type(cause).__name__}: {str(cause).splitlines()[0]}); "
+            f"check the algo.* and network.* settings."
+        ) from None
     try:
         base.check_contract(algo)
     except base.ContractError as e:
@@ -151,13 +166,16 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
         ckpt_dir = Path(cfg.resume).expanduser() / "checkpoints"
         found = checkpoint.load_latest(ckpt_dir) if ckpt_dir.is_dir() else None
         if found is None:
-            raise UserError(f"resume={cfg.resume} holds no readable checkpoint ({ckpt_dir}); "
-                            f"give the directory of an earlier run.")
+            raise UserError(
+                f"resume={cfg.resume} holds no readable checkpoint ({ckpt_dir}); give the directory of an earlier run."
+            )
         other = [o for o in overrides if not o.startswith(("resume=", "hydra.", *RESUME_OVERRIDABLE))]
         if other:
-            raise UserError(f"resume continues the saved run's settings, so {' '.join(other)} cannot apply; "
-                            f"only trainer.* and device.* settings change on resume, so start a new run "
-                            f"to change the others.")
+            raise UserError(
+                f"resume continues the saved run's settings, so {' '.join(other)} cannot apply; "
+                f"only trainer.* and device.* settings change on resume, so start a new run "
+                f"to change the others."
+            )
     else:
         found = checkpoint.load_latest(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
         if found is None:
@@ -170,14 +188,16 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
     try:
         saved = with_current_schema(state["config"])
     except ValueError as e:
-        raise UserError(f"the config saved in {path} does not fit this rlrun version ({e}); resume it with "
-                        f"the rlrun version that wrote it.") from None
+        raise UserError(
+            f"the config saved in {path} does not fit this rlrun version ({e}); resume it with the rlrun version that wrote it."
+        ) from None
     extra = [o for o in overrides if o.startswith(RESUME_OVERRIDABLE)]
     try:
         merged = merge_checked(saved, OmegaConf.from_dotlist(extra))
     except ValueError as e:
-        raise UserError(f"bad override on resume: {e}; only trainer.* and device.* settings of their declared "
-                        f"types can change.") from None
+        raise UserError(
+            f"bad override on resume: {e}; only trainer.* and device.* settings of their declared types can change."
+        ) from None
     merged.resume = cfg.resume
     return merged, state
 
@@ -185,11 +205,16 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
 def summary(cfg: DictConfig, source: Any, algo: Any, device: torch.device) -> str:
     """What a run would train: data, sizes, networks with parameter counts, device."""
     sp = source.spaces
-    data = (f"env {cfg.env.id} (online)" if cfg.env is not None
-            else f"dataset {cfg.dataset.id}: {source.size} transitions (offline)")
-    lines = [f"algorithm  {type(algo).__name__} ({cfg.algo._target_})", f"data       {data}",
-             f"spaces     obs_dim={sp.obs_dim} act_dim={sp.act_dim} {'discrete' if sp.discrete else 'continuous'}",
-             f"device     {device}", f"steps      {cfg.trainer.total_steps} × batch {cfg.trainer.batch_size}"]
+    data = (
+        f"env {cfg.env.id} (online)" if cfg.env is not None else f"dataset {cfg.dataset.id}: {source.size} transitions (offline)"
+    )
+    lines = [
+        f"algorithm  {type(algo).__name__} ({cfg.algo._target_})",
+        f"data       {data}",
+        f"spaces     obs_dim={sp.obs_dim} act_dim={sp.act_dim} {'discrete' if sp.discrete else 'continuous'}",
+        f"device     {device}",
+        f"steps      {cfg.trainer.total_steps} × batch {cfg.trainer.batch_size}",
+    ]
     for name, module in vars(algo).items():
         if isinstance(module, torch.nn.Module) and sum(p.numel() for p in module.parameters()):
             count = sum(p.numel() for p in module.parameters())
@@ -198,17 +223,30 @@ def summary(cfg: DictConfig, source: Any, algo: Any, device: torch.device) -> st
 
 
 def _schedule(t: DictConfig, eval_video: bool) -> Schedule:
-    return Schedule(t.total_steps, t.batch_size, t.eval_every, t.eval_episodes, t.log_every,
-                    t.checkpoint_every, t.keep_checkpoints, t.progress, eval_video, t.eval_envs)
+    return Schedule(
+        t.total_steps,
+        t.batch_size,
+        t.eval_every,
+        t.eval_episodes,
+        t.log_every,
+        t.checkpoint_every,
+        t.keep_checkpoints,
+        t.progress,
+        eval_video,
+        t.eval_envs,
+    )
 
 
 def videos_possible(source: Any, seed: int) -> bool:
     """trainer.eval_video's pre-flight: the eval env renders a frame here, else a warning and no videos."""
     problem = video.probe(partial(source.make_eval_env, seed, render=True))
     if problem is not None:
-        log.warning("trainer.eval_video: the eval env cannot render here (%s); evaluation videos are skipped. "
-                    "MuJoCo envs render with MUJOCO_GL=egl (GPU or Mesa EGL) or MUJOCO_GL=osmesa (libOSMesa); "
-                    "classic-control envs need pygame.", problem)
+        log.warning(
+            "trainer.eval_video: the eval env cannot render here (%s); evaluation videos are skipped. "
+            "MuJoCo envs render with MUJOCO_GL=egl (GPU or Mesa EGL) or MUJOCO_GL=osmesa (libOSMesa); "
+            "classic-control envs need pygame.",
+            problem,
+        )
     return problem is None
 
 
@@ -216,8 +254,11 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     """Flat hyperparameters of a run, without `_target_`s, dataset builders and unset values."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     flat = flatten({k: resolved[k] for k in ("algo", "network", "trainer", "seed", "dataset", "env") if k in resolved})
-    return {k: v for k, v in flat.items()
-            if v is not None and not any(part.startswith("_") or part == "builder" for part in k.split("."))}
+    return {
+        k: v
+        for k, v in flat.items()
+        if v is not None and not any(part.startswith("_") or part == "builder" for part in k.split("."))
+    }
 
 
 def log_figures(algo: Any, source: Any, logger: Logger, run_dir: Path, step: int, device: torch.device) -> None:

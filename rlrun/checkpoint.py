@@ -30,8 +30,9 @@ class CheckpointError(Exception):
 def stateful(value: Any) -> bool:
     """Whether an attribute is checkpointed state: a tensor, or anything with state_dict and
     load_state_dict (modules, optimizers, LR schedulers)."""
-    return isinstance(value, torch.Tensor) or (callable(getattr(value, "state_dict", None))
-                                               and callable(getattr(value, "load_state_dict", None)))
+    return isinstance(value, torch.Tensor) or (
+        callable(getattr(value, "state_dict", None)) and callable(getattr(value, "load_state_dict", None))
+    )
 
 
 def collect(obj: Any) -> dict[str, Any]:
@@ -52,7 +53,8 @@ def restore(obj: Any, state: dict[str, Any]) -> None:
     missing, unexpected = sorted(names - state.keys()), sorted(state.keys() - names)
     if missing or unexpected:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
-            [f"unexpected {', '.join(unexpected)}"] if unexpected else [])
+            [f"unexpected {', '.join(unexpected)}"] if unexpected else []
+        )
         raise CheckpointError(f"the saved state does not match {type(obj).__name__}: {'; '.join(parts)}")
     for name in names:
         value = getattr(obj, name)

@@ -73,8 +73,10 @@ def unknown_added_key(argv: list[str]) -> str | None:
     section, _, _ = key.rpartition(".")
     node = OmegaConf.select(cfg, section) if section else cfg
     known = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"
-    return (f"+{key} adds a setting rlrun does not declare; the keys of {section or 'the config'} are: {known}. "
-            f"Drop the + to set one of them.")
+    return (
+        f"+{key} adds a setting rlrun does not declare; the keys of {section or 'the config'} are: {known}. "
+        f"Drop the + to set one of them."
+    )
 
 
 def job_config_request(argv: list[str]) -> list[str] | None:
@@ -83,7 +85,7 @@ def job_config_request(argv: list[str]) -> list[str] | None:
     at = next((i for i, a in enumerate(argv) if a in flags and i + 1 < len(argv) and argv[i + 1] == "job"), None)
     if at is None:
         return None
-    rest = argv[:at] + argv[at + 2:]
+    rest = argv[:at] + argv[at + 2 :]
     return [a for a in rest if not a.startswith("-")]
 
 
@@ -117,8 +119,11 @@ def main() -> None:
         sys.exit(2)
     bad_output = unwritable_output(sys.argv[1:])
     if bad_output is not None:
-        print(f"rlrun: error: cannot create the output directory {bad_output}: its parent is not a writable "
-              f"directory; run from a writable directory or set hydra.run.dir=... to one.", file=sys.stderr)
+        print(
+            f"rlrun: error: cannot create the output directory {bad_output}: its parent is not a writable "
+            f"directory; run from a writable directory or set hydra.run.dir=... to one.",
+            file=sys.stderr,
+        )
         sys.exit(2)
     hydra_main()
 

@@ -44,8 +44,10 @@ def check(args: argparse.Namespace) -> None:
     from rlrun.rollout import check_new_dataset_id
 
     if (args.episodes if args.episodes is not None else args.steps) <= 0:
-        raise UserError(f"--{'episodes' if args.episodes is not None else 'steps'} must be positive, "
-                        f"got {args.episodes if args.episodes is not None else args.steps}.")
+        raise UserError(
+            f"--{'episodes' if args.episodes is not None else 'steps'} must be positive, "
+            f"got {args.episodes if args.episodes is not None else args.steps}."
+        )
     if args.noise < 0:
         raise UserError(f"--noise is a standard deviation and cannot be negative, got {args.noise}.")
     if not 0.0 <= args.epsilon <= 1.0:
@@ -74,8 +76,10 @@ def run(args: argparse.Namespace) -> None:
     description = f"{name}; Gaussian action noise {args.noise}, random actions with probability {args.epsilon}, seed {args.seed}"
     write_dataset(args.dataset_id, buffers, env, name, args.ref_min_score, args.ref_max_score, description, config)
     env.close()
-    print(f"{args.dataset_id}: {len(buffers)} episodes, {sum(len(b.rewards) for b in buffers)} steps, "
-          f"mean return {mean_return(buffers):.1f}")
+    print(
+        f"{args.dataset_id}: {len(buffers)} episodes, {sum(len(b.rewards) for b in buffers)} steps, "
+        f"mean return {mean_return(buffers):.1f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

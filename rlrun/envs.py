@@ -42,8 +42,7 @@ def check_env_id(env_id: str) -> None:
     raise UserError(f"unknown env id {env_id}: gymnasium has no {name} registered; {hint}")
 
 
-def make_env(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, seed: int,
-             render: bool = False) -> gym.Env:
+def make_env(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None, seed: int, render: bool = False) -> gym.Env:
     """gymnasium.make(`env_id`); an id `module:Name` imports `module` first (it registers Name).
     With `render`, the env renders RGB frames (render_mode="rgb_array")."""
     extra = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
@@ -55,9 +54,11 @@ def make_env(env_id: str, kwargs: dict[str, Any], max_episode_steps: int | None,
         backend = os.environ.get("MUJOCO_GL")
         if backend is None or "OpenGL" not in "".join(traceback.format_exception(error)):
             raise
-        raise UserError(f"creating {env_id} failed while loading the OpenGL library of MUJOCO_GL={backend} "
-                        f"({type(error).__name__}: {error}); install it, or set MUJOCO_GL=egl or glfw, "
-                        f"or unset MUJOCO_GL.") from error
+        raise UserError(
+            f"creating {env_id} failed while loading the OpenGL library of MUJOCO_GL={backend} "
+            f"({type(error).__name__}: {error}); install it, or set MUJOCO_GL=egl or glfw, "
+            f"or unset MUJOCO_GL."
+        ) from error
 
 
 class FourRooms(gym.Env):
@@ -109,8 +110,7 @@ class FourRooms(gym.Env):
     def hallways(self) -> list[tuple[int, int]]:
         """Cells in a wall line with walls on two opposite sides (the doorways between rooms)."""
         wall = lambda r, c: self.LAYOUT[r][c] == "w"  # noqa: E731
-        return [(r, c) for r, c in self.cells
-                if (wall(r - 1, c) and wall(r + 1, c)) or (wall(r, c - 1) and wall(r, c + 1))]
+        return [(r, c) for r, c in self.cells if (wall(r - 1, c) and wall(r + 1, c)) or (wall(r, c - 1) and wall(r, c + 1))]
 
     def render(self) -> np.ndarray:
         """The grid as an RGB image: walls grey, goal green, agent red."""

@@ -41,8 +41,7 @@ def reference_scores(config) -> tuple[float | None, float | None]:
     if config.dataset is None:
         return None, None
     meta = offline.load(config.dataset.id, allow_download=False, builder=None).storage.metadata
-    return (meta.get("ref_min_score", config.dataset.ref_min_score),
-            meta.get("ref_max_score", config.dataset.ref_max_score))
+    return (meta.get("ref_min_score", config.dataset.ref_min_score), meta.get("ref_max_score", config.dataset.ref_max_score))
 
 
 def write_video(saved, seed: int, run_dir: Path) -> Path:
@@ -51,8 +50,10 @@ def write_video(saved, seed: int, run_dir: Path) -> Path:
     video.default_mujoco_backend()
     problem = video.probe(lambda: saved.make_env(seed, render=True))
     if problem is not None:
-        raise UserError(f"the eval env cannot render here ({problem}): MuJoCo envs render with MUJOCO_GL=egl or "
-                        f"MUJOCO_GL=osmesa, classic-control envs need pygame; leave out --video to evaluate only.")
+        raise UserError(
+            f"the eval env cannot render here ({problem}): MuJoCo envs render with MUJOCO_GL=egl or "
+            f"MUJOCO_GL=osmesa, classic-control envs need pygame; leave out --video to evaluate only."
+        )
     env = saved.make_env(seed, render=True)
     frames = video.record(saved.algo, env, seed, saved.device)
     data, _ = video.gif(frames, env.metadata.get("render_fps") or 30)

@@ -49,8 +49,10 @@ def exported_policy(run_dir: Path, step: int | None) -> tuple[ExportedPolicy, in
 
     saved = load_run(run_dir, step, "cpu")
     if saved.algo.initial_state() is not None:
-        raise UserError(f"{type(saved.algo).__name__} keeps a running option between steps, which an exported "
-                        f"file cannot hold; use rlrun.load_policy from Python instead.")
+        raise UserError(
+            f"{type(saved.algo).__name__} keeps a running option between steps, which an exported "
+            f"file cannot hold; use rlrun.load_policy from Python instead."
+        )
     env = saved.make_env(0)
     space, obs_dim = raw_env(env).action_space, env.observation_space.shape[0]
     env.close()
@@ -72,8 +74,15 @@ def export(run_dir: Path, fmt: str, step: int | None = None, out: Path | None = 
         else:  # the TorchScript-based exporter: the torch.export-based one needs onnxscript
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*legacy TorchScript-based", category=DeprecationWarning)
-                torch.onnx.export(module, (example,), str(path), input_names=["obs"], output_names=["action"],
-                                  dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, dynamo=False)
+                torch.onnx.export(
+                    module,
+                    (example,),
+                    str(path),
+                    input_names=["obs"],
+                    output_names=["action"],
+                    dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+                    dynamo=False,
+                )
     return path
 
 

@@ -41,8 +41,16 @@ def uniform_log_density(act_dim: int) -> float:
     return -act_dim * math.log(2.0)
 
 
-def cql_logsumexp(q_rand: Tensor, q_pi: Tensor, q_next_pi: Tensor, log_pi: Tensor, log_next_pi: Tensor,
-                  act_dim: int, temperature: float, importance_sample: bool) -> Tensor:
+def cql_logsumexp(
+    q_rand: Tensor,
+    q_pi: Tensor,
+    q_next_pi: Tensor,
+    log_pi: Tensor,
+    log_next_pi: Tensor,
+    act_dim: int,
+    temperature: float,
+    importance_sample: bool,
+) -> Tensor:
     """T · logsumexp(Q / T) over the sampled actions, per state and critic.
 
     q_rand, q_pi, q_next_pi: (n, B, N) Q(s, a) at uniform actions, a ~ π(·|s) and a ~ π(·|s');
@@ -62,8 +70,7 @@ def cql_difference(ood: Tensor, q_data: Tensor, clip_min: float, clip_max: float
     return (ood - q_data).clamp(clip_min, clip_max).mean(-1)
 
 
-def lagrange_terms(log_alpha_prime: Tensor, diff: Tensor, cql_alpha: float,
-                   target_gap: float) -> tuple[Tensor, Tensor]:
+def lagrange_terms(log_alpha_prime: Tensor, diff: Tensor, cql_alpha: float, target_gap: float) -> tuple[Tensor, Tensor]:
     """Lagrange variant with α' = clamp(exp(log α'), 0, 1e6); diff (n,).
 
     Returns the critic's penalty α' α (diff − gap) per critic (n,), and α''s own loss, which
@@ -87,8 +94,9 @@ def epsilon_greedy_value(q: Tensor, epsilon: float | Tensor) -> Tensor:
     return (1.0 - epsilon) * q.max(-1).values + epsilon * q.mean(-1)
 
 
-def option_target(reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, v_next: Tensor,
-                  option: Tensor, gamma: float) -> Tensor:
+def option_target(
+    reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, v_next: Tensor, option: Tensor, gamma: float
+) -> Tensor:
     """r + γ (1 − terminal) U(s', ω), U(s', ω) = (1 − β_ω(s')) Q(s', ω) + β_ω(s') V(s').
 
     beta_next: (B,) termination probability of the running option at s'; q_next: (B, K);
@@ -98,8 +106,9 @@ def option_target(reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: T
     return every_option_target(reward, terminal, beta_next.unsqueeze(1), q_same, v_next, gamma).squeeze(1)
 
 
-def every_option_target(reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, v_next: Tensor,
-                        gamma: float) -> Tensor:
+def every_option_target(
+    reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, v_next: Tensor, gamma: float
+) -> Tensor:
     """`option_target` for every option ω at once (intra-option value learning: the transition's
     action is evidence for each option's Q_U(s, ω, a)); beta_next, q_next (B, K), v_next (B,) -> (B, K)."""
     upon_arrival = (1.0 - beta_next) * q_next + beta_next * v_next.unsqueeze(1)  # (B, K)
@@ -133,8 +142,7 @@ def td3_bc_actor_loss(q_pi: Tensor, pi_act: Tensor, data_act: Tensor, alpha: flo
     return -lam * q_pi.mean() + ((pi_act - data_act) ** 2).mean(), lam
 
 
-def rebrac_actor_loss(q_pi: Tensor, pi_act: Tensor, data_act: Tensor, bc_coef: float,
-                      normalize_q: bool) -> Tensor:
+def rebrac_actor_loss(q_pi: Tensor, pi_act: Tensor, data_act: Tensor, bc_coef: float, normalize_q: bool) -> Tensor:
     """ReBRAC's actor: E[β ||π(s) − a||² − λ Q(s, π(s))], λ = 1 / E|Q(s, π(s))| (held constant) when
     normalize_q, else 1. q_pi (B,), pi_act and data_act (B, A)."""
     lam = 1.0 / q_pi.abs().mean().detach() if normalize_q else 1.0

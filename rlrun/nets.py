@@ -81,8 +81,7 @@ class CriticEnsemble(nn.Module):
         dims = [obs_dim + act_dim, *spec.hidden_sizes]
         self.n = n
         self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
-        self.norms = nn.ModuleList(
-            nn.LayerNorm(o) if spec.layer_norm else nn.Identity() for o in spec.hidden_sizes)
+        self.norms = nn.ModuleList(nn.LayerNorm(o) if spec.layer_norm else nn.Identity() for o in spec.hidden_sizes)
         self.head = EnsembleLinear(n, dims[-1], 1)
         self.act = ACTIVATIONS[spec.activation]()
         self.layer_norm, self.width = spec.layer_norm, max(spec.hidden_sizes)

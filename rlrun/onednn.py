@@ -73,8 +73,13 @@ MIN_LAYER_MACS = 2**24
 
 def enabled_for(x: Tensor, layer_macs: int) -> bool:
     """Whether the oneDNN path is on and applies: x fp32 on CPU outside autocast, layers big enough."""
-    return (_state["on"] and layer_macs >= MIN_LAYER_MACS and x.device.type == "cpu"
-            and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"))
+    return (
+        _state["on"]
+        and layer_macs >= MIN_LAYER_MACS
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
 
 
 def current() -> str:

@@ -56,13 +56,14 @@ def algo_name(target: str) -> str | None:
     return next((name for name, schema in ALGO_SCHEMAS.items() if schema._target_ == target), None)
 
 
-def find(algo: str, dataset_id: str, config_name: str | None = None,
-         presets: Sequence[Preset] | None = None) -> Preset | None:
+def find(algo: str, dataset_id: str, config_name: str | None = None, presets: Sequence[Preset] | None = None) -> Preset | None:
     """The preset for this algorithm and dataset id, else for the dataset config's name; two that
     match the same way are a defect of conf/presets."""
     loaded = load_all() if presets is None else presets
-    for matches, what in (([p for p in loaded if p.serves(algo, dataset_id)], dataset_id),
-                          ([p for p in loaded if p.algo == algo and config_name in p.configs], f"dataset={config_name}")):
+    for matches, what in (
+        ([p for p in loaded if p.serves(algo, dataset_id)], dataset_id),
+        ([p for p in loaded if p.algo == algo and config_name in p.configs], f"dataset={config_name}"),
+    ):
         if len(matches) > 1:
             raise ValueError(f"presets {', '.join(p.name for p in matches)} all serve {algo} on {what}")
         if matches:

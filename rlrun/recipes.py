@@ -38,11 +38,18 @@ def run_rlrun(overrides: Sequence[str], run_dir: Path) -> float:
     return run(presets.compose(overrides), run_dir, overrides)
 
 
-def build_pendulum_buffer(dataset_id: str, total_steps: int = 20000, seed: int = 0,
-                          output_root: str = "outputs/teachers") -> None:
+def build_pendulum_buffer(
+    dataset_id: str, total_steps: int = 20000, seed: int = 0, output_root: str = "outputs/teachers"
+) -> None:
     """Train SAC online on Pendulum-v1 for `total_steps` and write its replay as `dataset_id`."""
-    overrides = ["algo=sac", "env=pendulum", f"trainer.total_steps={total_steps}", f"seed={seed}",
-                 "trainer.save_buffer=true", f"trainer.buffer_dataset_id={dataset_id}"]
+    overrides = [
+        "algo=sac",
+        "env=pendulum",
+        f"trainer.total_steps={total_steps}",
+        f"seed={seed}",
+        "trainer.save_buffer=true",
+        f"trainer.buffer_dataset_id={dataset_id}",
+    ]
     run_dir = Path(claim_dir(f"{output_root}/{dataset_id.replace('/', '_')}"))
     log.info("building %s: SAC teacher on Pendulum-v1 for %d steps, logs in %s", dataset_id, total_steps, run_dir)
     teacher_return = run_rlrun(overrides, run_dir)
@@ -58,8 +65,10 @@ def family_ids(dataset_id: str) -> dict[str, str]:
 
 def teacher_curve(run_dir: Path) -> dict[int, float]:
     """Step → eval/return_mean at each of the teacher's checkpoints."""
-    return {step: checkpoint.read(path)["last_eval"]["eval/return_mean"]
-            for step, path in checkpoint.step_files(run_dir / "checkpoints")}
+    return {
+        step: checkpoint.read(path)["last_eval"]["eval/return_mean"]
+        for step, path in checkpoint.step_files(run_dir / "checkpoints")
+    }
 
 
 def replay_episodes(run_dir: Path, step: int, action_space) -> list[EpisodeBuffer]:
@@ -74,14 +83,33 @@ def replay_episodes(run_dir: Path, step: int, action_space) -> list[EpisodeBuffe
 def train_teacher(run_dir: Path, steps: int, eval_every: int, seed: int) -> None:
     """Online SAC on Pendulum with an evaluation and a checkpoint every `eval_every` steps; on one CPU
     thread with torch's own matmuls, so a seed gives the same teacher on every run of a machine."""
-    run_rlrun(["algo=sac", "env=pendulum", f"seed={seed}", f"trainer.total_steps={steps}",
-               f"trainer.eval_every={eval_every}", f"trainer.checkpoint_every={eval_every}",
-               f"trainer.keep_checkpoints={steps // eval_every + 1}", "trainer.progress=false",
-               "device=cpu", "device.cpu_matmul=blas", "device.threads=1"], run_dir)
+    run_rlrun(
+        [
+            "algo=sac",
+            "env=pendulum",
+            f"seed={seed}",
+            f"trainer.total_steps={steps}",
+            f"trainer.eval_every={eval_every}",
+            f"trainer.checkpoint_every={eval_every}",
+            f"trainer.keep_checkpoints={steps // eval_every + 1}",
+            "trainer.progress=false",
+            "device=cpu",
+            "device.cpu_matmul=blas",
+            "device.threads=1",
+        ],
+        run_dir,
+    )
 
 
-def build_pendulum_family(dataset_id: str, teacher_steps: int = 6000, eval_every: int = 250, episodes: int = 50,
-                          noise: float = 0.1, seed: int = 0, output_root: str = "outputs/teachers") -> None:
+def build_pendulum_family(
+    dataset_id: str,
+    teacher_steps: int = 6000,
+    eval_every: int = 250,
+    episodes: int = 50,
+    noise: float = 0.1,
+    seed: int = 0,
+    output_root: str = "outputs/teachers",
+) -> None:
     """D4RL's recipe on Pendulum-v1, all five levels at once (the ids beside `dataset_id`).
 
     A SAC teacher trains online for `teacher_steps`. random: uniform actions. expert: the final policy.
@@ -96,8 +124,12 @@ def build_pendulum_family(dataset_id: str, teacher_steps: int = 6000, eval_every
         if not missing:
             return
         run_dir = Path(claim_dir(f"{output_root}/{dataset_id.rsplit('/', 1)[0].replace('/', '_')}_family"))
-        log.info("building the Pendulum family %s: SAC teacher for %d steps, logs in %s",
-                 ", ".join(ids.values()), teacher_steps, run_dir)
+        log.info(
+            "building the Pendulum family %s: SAC teacher for %d steps, logs in %s",
+            ", ".join(ids.values()),
+            teacher_steps,
+            run_dir,
+        )
         train_teacher(run_dir, teacher_steps, eval_every, seed)
         write_family(run_dir, missing, episodes, noise, seed)
 
@@ -116,14 +148,23 @@ def write_family(run_dir: Path, ids: dict[str, str], episodes: int, noise: float
         data[level] = collect(act, policy.algo.initial_state, env, seed + step, episodes, progress=False)
     data["medium-replay"] = replay_episodes(run_dir, medium_step, raw_env(env).action_space)
     data["medium-expert"] = [replace(ep, id=i) for i, ep in enumerate(data["medium"] + data["expert"])]
-    recipe = {"random": "uniform random actions", "expert": f"the SAC teacher after {max(curve)} steps",
-              "medium": f"the SAC teacher at step {medium_step} (evaluation return {curve[medium_step]:.1f}, "
-                        f"target {target:.1f})", "medium-replay": f"the SAC teacher's replay up to step {medium_step}",
-              "medium-expert": "medium and expert together"}
+    recipe = {
+        "random": "uniform random actions",
+        "expert": f"the SAC teacher after {max(curve)} steps",
+        "medium": f"the SAC teacher at step {medium_step} (evaluation return {curve[medium_step]:.1f}, target {target:.1f})",
+        "medium-replay": f"the SAC teacher's replay up to step {medium_step}",
+        "medium-expert": "medium and expert together",
+    }
     for level, dataset_id in ids.items():
         noise_text = f", Gaussian action noise {noise}" if level in ("medium", "expert", "medium-expert") else ""
-        write_dataset(dataset_id, data[level], env, f"rlrun recipe: {recipe[level]}", random_return, expert_return,
-                      f"Pendulum-v1 {level} (D4RL's recipe): {recipe[level]}{noise_text}, seed {seed}")
+        write_dataset(
+            dataset_id,
+            data[level],
+            env,
+            f"rlrun recipe: {recipe[level]}",
+            random_return,
+            expert_return,
+            f"Pendulum-v1 {level} (D4RL's recipe): {recipe[level]}{noise_text}, seed {seed}",
+        )
         log.info("%s: %d episodes, mean return %.1f", dataset_id, len(data[level]), mean_return(data[level]))
     env.close()
-

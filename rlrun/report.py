@@ -60,6 +60,7 @@ def find_runs(root: Path, metrics: list[str]) -> list[Run]:
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     """Group by config without the seed; name each group by the keys in which groups differ."""
+
     def key(run: Run) -> str:
         kept = {k: v for k, v in run.config.items() if k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES)}
         return json.dumps(kept, sort_keys=True, default=str)
@@ -69,8 +70,9 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
         by_key.setdefault(key(run), []).append(run)
     configs = [json.loads(k) for k in by_key]
     differing = sorted({k for c in configs for k in c if any(c.get(k) != o.get(k) for o in configs)})
-    bases = [f"{str(c.get('algo._target_', '?')).rsplit('.', 1)[-1]} on {c.get('env.id') or c.get('dataset.id')}"
-             for c in configs]
+    bases = [
+        f"{str(c.get('algo._target_', '?')).rsplit('.', 1)[-1]} on {c.get('env.id') or c.get('dataset.id')}" for c in configs
+    ]
     named = {}
     for i, (config, base, members) in enumerate(zip(configs, bases, by_key.values())):
         if differing and len(differing) <= 4:
@@ -105,9 +107,20 @@ def table(groups: dict[str, list[Run]], metrics: list[str]) -> list[dict[str, ob
                 continue
             finals, bests = np.array([c[-1] for c in curves]), np.array([c.max() for c in curves])
             point, low, high = iqm_with_ci(finals)
-            rows.append({"group": label, "metric": tag, "runs": len(finals), "mean": finals.mean(),
-                         "std": finals.std(), "best_mean": bests.mean(), "best_std": bests.std(),
-                         "iqm": point, "ci_low": low, "ci_high": high})
+            rows.append(
+                {
+                    "group": label,
+                    "metric": tag,
+                    "runs": len(finals),
+                    "mean": finals.mean(),
+                    "std": finals.std(),
+                    "best_mean": bests.mean(),
+                    "best_std": bests.std(),
+                    "iqm": point,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
     return rows
 
 
@@ -142,12 +155,13 @@ def plot(groups: dict[str, list[Run]], tag: str, path: Path) -> None:
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
-    lines = ["| group | metric | runs | last: mean ± std | best: mean ± std | last: IQM [95% CI] |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| group | metric | runs | last: mean ± std | best: mean ± std | last: IQM [95% CI] |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['group']} | {r['metric']} | {r['runs']} | {r['mean']:.1f} ± {r['std']:.1f} | "
-                     f"{r['best_mean']:.1f} ± {r['best_std']:.1f} | "
-                     f"{r['iqm']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}] |")
+        lines.append(
+            f"| {r['group']} | {r['metric']} | {r['runs']} | {r['mean']:.1f} ± {r['std']:.1f} | "
+            f"{r['best_mean']:.1f} ± {r['best_std']:.1f} | "
+            f"{r['iqm']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}] |"
+        )
     return "\n".join(lines)
 
 
@@ -166,8 +180,7 @@ def comparison(runs: list[Run], metric: str) -> str:
             cells.setdefault(algorithm_and_data(run), []).append(float(run.curves[metric][1][-1]))
     algos = sorted({a for a, _ in cells})
     datasets = sorted({d for _, d in cells})
-    lines = [f"| {metric}, last: IQM [95% CI] (runs) | " + " | ".join(algos) + " |",
-             "|---|" + "---|" * len(algos)]
+    lines = [f"| {metric}, last: IQM [95% CI] (runs) | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
     for data in datasets:
         row = []
         for algo in algos:

@@ -49,7 +49,11 @@ def source_name(env_choice: str | None, dataset_choice: str | None, dataset_id: 
 
 
 def register_resolvers() -> None:
-    for name, fn in (("rlrun_claim_dir", claim_dir), ("rlrun_run_dir", run_dir),
-                     ("rlrun_source_name", source_name), ("rlrun_output_subdir", output_subdir)):
+    for name, fn in (
+        ("rlrun_claim_dir", claim_dir),
+        ("rlrun_run_dir", run_dir),
+        ("rlrun_source_name", source_name),
+        ("rlrun_output_subdir", output_subdir),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn, use_cache=True)

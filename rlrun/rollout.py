@@ -61,8 +61,10 @@ def read_checkpoint(run_dir: Path, step: int | None) -> tuple[dict[str, Any], Pa
         else:
             found = checkpoint.read(ckpt_dir / f"step_{step}.pt"), ckpt_dir / f"step_{step}.pt"
     except (checkpoint.CheckpointError, OSError) as e:
-        raise UserError(f"cannot read the step {step} checkpoint of {run_dir} ({e}); give a step that "
-                        f"`ls {ckpt_dir}` shows, or leave --step out for the newest.") from None
+        raise UserError(
+            f"cannot read the step {step} checkpoint of {run_dir} ({e}); give a step that "
+            f"`ls {ckpt_dir}` shows, or leave --step out for the newest."
+        ) from None
     if found is None:
         raise UserError(f"{run_dir} holds no readable checkpoint ({ckpt_dir}); give the directory of an rlrun run.")
     return found
@@ -133,8 +135,15 @@ def play_episode(act: Act, initial_state: Any, env: gym.Env, obs: np.ndarray, ma
     return ep
 
 
-def collect(act: Act, initial_state: Callable[[], Any], env: gym.Env, seed: int, episodes: int | None = None,
-            steps: int | None = None, progress: bool = True) -> list[EpisodeBuffer]:
+def collect(
+    act: Act,
+    initial_state: Callable[[], Any],
+    env: gym.Env,
+    seed: int,
+    episodes: int | None = None,
+    steps: int | None = None,
+    progress: bool = True,
+) -> list[EpisodeBuffer]:
     """`episodes` episodes, or episodes until `steps` steps (the last one cut there), played by `act`."""
     total = episodes if episodes is not None else steps
     buffers, done_steps = [], 0
@@ -153,22 +162,38 @@ def collect(act: Act, initial_state: Callable[[], Any], env: gym.Env, seed: int,
 def check_new_dataset_id(dataset_id: str) -> None:
     """rlrun never overwrites a dataset."""
     if offline.dataset_exists(dataset_id):
-        raise UserError(f"Minari dataset {dataset_id} exists already and is never overwritten: choose another "
-                        f"dataset id, or delete it first with `minari delete {dataset_id}`.")
+        raise UserError(
+            f"Minari dataset {dataset_id} exists already and is never overwritten: choose another "
+            f"dataset id, or delete it first with `minari delete {dataset_id}`."
+        )
 
 
-def write_dataset(dataset_id: str, buffers: list[EpisodeBuffer], env: gym.Env, algorithm_name: str,
-                  ref_min_score: float | None = None, ref_max_score: float | None = None,
-                  description: str | None = None, config: dict | None = None) -> minari.MinariDataset:
+def write_dataset(
+    dataset_id: str,
+    buffers: list[EpisodeBuffer],
+    env: gym.Env,
+    algorithm_name: str,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+    description: str | None = None,
+    config: dict | None = None,
+) -> minari.MinariDataset:
     """The episodes as a local Minari dataset; `env` (as played) gives the env and eval env specs."""
     check_new_dataset_id(dataset_id)
     spec = raw_env(env).spec
     with warnings.catch_warnings():  # Minari's advice to add a code link and an author e-mail
         warnings.filterwarnings("ignore", message=".*(code_permalink|author_email)")
-        dataset = minari.create_dataset_from_buffers(dataset_id, buffers, env=spec, eval_env=spec,
-                                                     algorithm_name=algorithm_name, author="rlrun",
-                                                     ref_min_score=ref_min_score, ref_max_score=ref_max_score,
-                                                     description=description)
+        dataset = minari.create_dataset_from_buffers(
+            dataset_id,
+            buffers,
+            env=spec,
+            eval_env=spec,
+            algorithm_name=algorithm_name,
+            author="rlrun",
+            ref_min_score=ref_min_score,
+            ref_max_score=ref_max_score,
+            description=description,
+        )
     if config is not None:
         dataset.storage.update_metadata({"rlrun_config": json.dumps(config)})
     log.info("wrote Minari dataset %s: %d episodes, %d steps", dataset_id, dataset.total_episodes, dataset.total_steps)

@@ -26,8 +26,12 @@ class Range:
     le: float | None = None
 
     def holds(self, value: float) -> bool:
-        return ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
-                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+        return (
+            (self.gt is None or value > self.gt)
+            and (self.ge is None or value >= self.ge)
+            and (self.lt is None or value < self.lt)
+            and (self.le is None or value <= self.le)
+        )
 
     def __str__(self) -> str:
         if (self.gt is not None or self.ge is not None) and (self.lt is not None or self.le is not None):
@@ -45,7 +49,6 @@ def ranged(default: Any, **bounds: float) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
-
 
 
 @dataclass
@@ -375,9 +378,17 @@ class Config:
 
 
 # The algorithm registry: conf/algo/<name>.yaml uses <name>_schema; the contract tests cover every entry.
-ALGO_SCHEMAS = {"sac": SACConfig, "cql": CQLConfig, "bc": BCConfig, "td3_bc": TD3BCConfig, "iql": IQLConfig,
-                "awac": AWACConfig, "rebrac": ReBRACConfig, "option_critic": OptionCriticConfig,
-                "soft_option_critic": SoftOptionCriticConfig}
+ALGO_SCHEMAS = {
+    "sac": SACConfig,
+    "cql": CQLConfig,
+    "bc": BCConfig,
+    "td3_bc": TD3BCConfig,
+    "iql": IQLConfig,
+    "awac": AWACConfig,
+    "rebrac": ReBRACConfig,
+    "option_critic": OptionCriticConfig,
+    "soft_option_critic": SoftOptionCriticConfig,
+}
 
 
 def with_current_schema(saved: dict[str, Any]) -> DictConfig:
@@ -398,8 +409,14 @@ def with_current_schema(saved: dict[str, Any]) -> DictConfig:
 def range_errors(cfg: DictConfig) -> list[str]:
     """Every setting outside the range declared beside it (`ranged`), as "<key> must be <range>, got <value>"."""
     algos = {schema._target_: schema for schema in ALGO_SCHEMAS.values()}
-    sections = {"network": NetworkConfig, "device": DeviceConfig, "trainer": TrainerConfig, "env": EnvConfig,
-                "dataset": DatasetConfig, "algo": algos.get(OmegaConf.select(cfg, "algo._target_"))}
+    sections = {
+        "network": NetworkConfig,
+        "device": DeviceConfig,
+        "trainer": TrainerConfig,
+        "env": EnvConfig,
+        "dataset": DatasetConfig,
+        "algo": algos.get(OmegaConf.select(cfg, "algo._target_")),
+    }
     errors = []
     for section, schema in sections.items():
         if schema is None or cfg.get(section) is None:

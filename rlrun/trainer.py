@@ -78,8 +78,11 @@ def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: to
 
 def summarize(returns: list[float], lengths: list[int], successes: list[bool | None]) -> dict[str, float]:
     """eval/ metrics of played episodes; eval/success_rate only where every episode reported success."""
-    metrics = {"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
-               "eval/length_mean": float(np.mean(lengths))}
+    metrics = {
+        "eval/return_mean": float(np.mean(returns)),
+        "eval/return_std": float(np.std(returns)),
+        "eval/length_mean": float(np.mean(lengths)),
+    }
     if all(s is not None for s in successes):
         metrics["eval/success_rate"] = float(np.mean(successes))
     return metrics
@@ -98,8 +101,9 @@ def make_eval_envs(make_env: Callable[[int], gym.Env], n: int, seed: int) -> gym
     return vector([partial(make_env, seed + i) for i in range(n)])
 
 
-def evaluate_vector(algo: Algorithm, envs: gym.vector.VectorEnv, episodes: int, seed: int,
-                    device: torch.device) -> dict[str, float]:
+def evaluate_vector(
+    algo: Algorithm, envs: gym.vector.VectorEnv, episodes: int, seed: int, device: torch.device
+) -> dict[str, float]:
     """`evaluate` with episodes played num_envs at a time and the policy batched: episode i is reset
     with seed + i, as in `evaluate`, so the results are the same. Envs past an episode's end (or
     beyond the last episode) keep stepping, ignored."""
@@ -136,8 +140,17 @@ def non_finite(metrics: dict[str, Any], algo: Algorithm) -> list[str]:
 
 
 class Trainer:
-    def __init__(self, algo: Algorithm, source: Any, logger: Logger, run_dir: Path, schedule: Schedule,
-                 seed: int, config: dict[str, Any], device: torch.device) -> None:
+    def __init__(
+        self,
+        algo: Algorithm,
+        source: Any,
+        logger: Logger,
+        run_dir: Path,
+        schedule: Schedule,
+        seed: int,
+        config: dict[str, Any],
+        device: torch.device,
+    ) -> None:
         self.algo, self.source, self.logger, self.run_dir = algo, source, logger, run_dir
         self.s, self.seed, self.config, self.device = schedule, seed, config, device
         self.step = 0
@@ -147,17 +160,26 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"version": __version__, "step": self.step, "config": self.config, "algo": checkpoint.collect(self.algo),
-                "source": self.source.state_dict(), "rng": checkpoint.rng_state(), "last_eval": self.last_eval,
-                # what device.cpu_matmul=auto chose on CPU, kept by a resume (None: not a CPU run)
-                "cpu_matmul": onednn.current() if self.device.type == "cpu" else None}
+        return {
+            "version": __version__,
+            "step": self.step,
+            "config": self.config,
+            "algo": checkpoint.collect(self.algo),
+            "source": self.source.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "last_eval": self.last_eval,
+            # what device.cpu_matmul=auto chose on CPU, kept by a resume (None: not a CPU run)
+            "cpu_matmul": onednn.current() if self.device.type == "cpu" else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:
             checkpoint.restore(self.algo, state["algo"])
         except checkpoint.CheckpointError as e:
-            raise UserError(f"cannot resume from {self.run_dir / 'checkpoints'}: {e}; resume it with the rlrun "
-                            f"version that wrote it, or start a new run.") from None
+            raise UserError(
+                f"cannot resume from {self.run_dir / 'checkpoints'}: {e}; resume it with the rlrun "
+                f"version that wrote it, or start a new run."
+            ) from None
         self.source.load_state_dict(state["source"])
         checkpoint.set_rng_state(state["rng"])
         self.step, self.last_eval = state["step"], state["last_eval"]
@@ -167,9 +189,11 @@ class Trainer:
         try:
             return checkpoint.save(ckpt_dir, self.step, self.state_dict(), self.s.keep_checkpoints)
         except OSError as e:
-            raise UserError(f"cannot write the step {self.step} checkpoint to {ckpt_dir} ({e.strerror or e}); the "
-                            f"checkpoints already there are intact: free disk space, then continue with "
-                            f"`rlrun resume={self.run_dir}`.") from e
+            raise UserError(
+                f"cannot write the step {self.step} checkpoint to {ckpt_dir} ({e.strerror or e}); the "
+                f"checkpoints already there are intact: free disk space, then continue with "
+                f"`rlrun resume={self.run_dir}`."
+            ) from e
 
     # --- the loop ----------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -178,8 +202,10 @@ class Trainer:
     def _check_finite(self, metrics: dict[str, Any]) -> None:
         bad = non_finite(metrics, self.algo)
         if bad:
-            raise NonFiniteError(f"non-finite values at step {self.step} in {', '.join(bad)}; training stopped "
-                                 f"and the last good checkpoint in {self.run_dir / 'checkpoints'} was kept.")
+            raise NonFiniteError(
+                f"non-finite values at step {self.step} in {', '.join(bad)}; training stopped "
+                f"and the last good checkpoint in {self.run_dir / 'checkpoints'} was kept."
+            )
 
     def _log_train(self, metrics: dict[str, Any], timer: dict[str, float]) -> None:
         self._check_finite(metrics)
@@ -237,8 +263,13 @@ class Trainer:
     def run(self) -> float:
         """Train to total_steps; returns the final eval/return_mean (what sweepers optimize)."""
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=self.s.total_steps, initial=self.step, disable=not self.s.progress, dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
+        bar = tqdm(
+            total=self.s.total_steps,
+            initial=self.step,
+            disable=not self.s.progress,
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,
+        )
         metrics: dict[str, Any] = {}
         timer = {"step": self.step, "time": time.perf_counter()}
         try:

@@ -47,12 +47,14 @@ def make_cfg(*overrides: str):
 def rlrun(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real `rlrun` command, as a user types it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "rlrun.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "rlrun.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
 
 
-def write_random_dataset(dataset_id: str, env_id: str, episodes: int, max_steps: int, seed: int = 0,
-                         **make_kwargs) -> minari.MinariDataset:
+def write_random_dataset(
+    dataset_id: str, env_id: str, episodes: int, max_steps: int, seed: int = 0, **make_kwargs
+) -> minari.MinariDataset:
     """A Minari dataset of uniformly random actions, written with minari from numpy episodes."""
     if dataset_id in minari.list_local_datasets():
         return minari.load_dataset(dataset_id)
@@ -70,10 +72,16 @@ def write_random_dataset(dataset_id: str, env_id: str, episodes: int, max_steps:
             done = term or trunc
         if isinstance(obs, dict):  # Dict observations: one array per key
             observations = {k: np.array([o[k] for o in observations]) for k in obs}
-        buffers.append(EpisodeBuffer(id=i, observations=observations if isinstance(obs, dict) else np.array(observations),
-                                     actions=np.array(actions),
-                                     rewards=np.array(rewards), terminations=np.array(terms),
-                                     truncations=np.array(truncs)))
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                observations=observations if isinstance(obs, dict) else np.array(observations),
+                actions=np.array(actions),
+                rewards=np.array(rewards),
+                terminations=np.array(terms),
+                truncations=np.array(truncs),
+            )
+        )
     return minari.create_dataset_from_buffers(dataset_id, buffers, env=env.spec, algorithm_name="random")
 
 

@@ -25,11 +25,15 @@ SPACES = Spaces(obs_dim=6, act_dim=2, discrete=False)
 
 def cql_and_batch(seed: int = 0):
     torch.manual_seed(seed)
-    algo = make_algo(make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]"), SPACES,
-                     torch.device("cpu"))
+    algo = make_algo(make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]"), SPACES, torch.device("cpu"))
     g = torch.Generator().manual_seed(1)
-    batch = Batch(torch.randn(64, 6, generator=g), torch.rand(64, 2, generator=g) * 2 - 1,
-                  torch.randn(64, generator=g), torch.randn(64, 6, generator=g), torch.zeros(64))
+    batch = Batch(
+        torch.randn(64, 6, generator=g),
+        torch.rand(64, 2, generator=g) * 2 - 1,
+        torch.randn(64, generator=g),
+        torch.randn(64, 6, generator=g),
+        torch.zeros(64),
+    )
     return algo, batch
 
 
@@ -41,10 +45,15 @@ def run_updates(update, batch, n: int = 3) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("amp,compile,tol,backend", [
-    (False, True, 1e-4, "blas"), (True, False, 0.1, "blas"),
-    pytest.param(False, True, 1e-4, "onednn", marks=pytest.mark.skipif(not onednn.available(), reason="no oneDNN")),
-], ids=["compile", "bf16", "compile_onednn"])
+@pytest.mark.parametrize(
+    "amp,compile,tol,backend",
+    [
+        (False, True, 1e-4, "blas"),
+        (True, False, 0.1, "blas"),
+        pytest.param(False, True, 1e-4, "onednn", marks=pytest.mark.skipif(not onednn.available(), reason="no oneDNN")),
+    ],
+    ids=["compile", "bf16", "compile_onednn"],
+)
 def test_accelerated_update_matches_eager_fp32(amp, compile, tol, backend):
     """With device.cpu_matmul=onednn, the compiled update runs the oneDNN calls as an opaque custom op."""
     import torch._inductor.config
@@ -105,8 +114,14 @@ def test_keep_freed_memory_cuts_page_faults_of_door_size_cql_updates():
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
     modes = {"default": env | {"MALLOC_MMAP_THRESHOLD_": "131072"}, "keep": env}
-    faults = {mode: int(subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
-                                       env=menv, check=True).stdout.split()[-1]) for mode, menv in modes.items()}
+    faults = {
+        mode: int(
+            subprocess.run(
+                [sys.executable, "-c", script, mode], capture_output=True, text=True, env=menv, check=True
+            ).stdout.split()[-1]
+        )
+        for mode, menv in modes.items()
+    }
     assert faults["default"] > 2 * 20_000, faults  # ≈ 119 000 measured: MiBs of temporaries re-faulted per update
     assert faults["keep"] < 1_000, faults  # 0-1 measured: freed blocks are reused in place
 

@@ -24,10 +24,13 @@ from rlrun.schema import ALGO_SCHEMAS
 CONTINUOUS = Spaces(obs_dim=5, act_dim=3, discrete=False)
 DISCRETE = Spaces(obs_dim=4, act_dim=2, discrete=True)
 # variants of registered algorithms that take another code path
-VARIANTS = {"bc-gaussian": ["algo.gaussian=true"], "iql-dropout": ["algo.actor_dropout=0.1"],
-            "cql-lagrange-bc": ["algo.lagrange=true", "algo.bc_steps=2", "algo.max_target_backup=true"],
-            "soft_option_critic-every": ["algo.critic_every_option=true"],
-            "soft_option_critic-huber": ["algo.critic_every_option=true", "algo.critic_huber=1.0"]}
+VARIANTS = {
+    "bc-gaussian": ["algo.gaussian=true"],
+    "iql-dropout": ["algo.actor_dropout=0.1"],
+    "cql-lagrange-bc": ["algo.lagrange=true", "algo.bc_steps=2", "algo.max_target_backup=true"],
+    "soft_option_critic-every": ["algo.critic_every_option=true"],
+    "soft_option_critic-huber": ["algo.critic_every_option=true", "algo.critic_huber=1.0"],
+}
 N_OPTIONS = 3
 
 
@@ -50,17 +53,25 @@ ALGOS = registry_cases()
 def build(name: str, spaces: Spaces, seed: int = 0, *overrides: str):
     torch.manual_seed(seed)
     algo = name.split("-")[0]
-    extra = {"option_critic": [f"algo.n_options={N_OPTIONS}", "algo.critic_every=1"],
-             "soft_option_critic": [f"algo.n_options={N_OPTIONS}"]}.get(algo, []) + VARIANTS.get(name, [])
+    extra = {
+        "option_critic": [f"algo.n_options={N_OPTIONS}", "algo.critic_every=1"],
+        "soft_option_critic": [f"algo.n_options={N_OPTIONS}"],
+    }.get(algo, []) + VARIANTS.get(name, [])
     cfg = make_cfg(f"algo={algo}", "env=pendulum", "network.hidden_sizes=[32,32]", *extra, *overrides)
     return make_algo(cfg, spaces, torch.device("cpu"))
 
 
 def random_batch(spaces: Spaces, size: int = 16) -> Batch:
-    act = (torch.randint(0, spaces.act_dim, (size,)) if spaces.discrete
-           else torch.rand(size, spaces.act_dim) * 2 - 1)
-    return Batch(torch.randn(size, spaces.obs_dim), act, torch.randn(size), torch.randn(size, spaces.obs_dim),
-                 (torch.rand(size) < 0.1).float(), torch.randint(0, N_OPTIONS, (size,)), act.roll(1, 0))
+    act = torch.randint(0, spaces.act_dim, (size,)) if spaces.discrete else torch.rand(size, spaces.act_dim) * 2 - 1
+    return Batch(
+        torch.randn(size, spaces.obs_dim),
+        act,
+        torch.randn(size),
+        torch.randn(size, spaces.obs_dim),
+        (torch.rand(size) < 0.1).float(),
+        torch.randint(0, N_OPTIONS, (size,)),
+        act.roll(1, 0),
+    )
 
 
 def update(algo, batch: Batch) -> dict:
@@ -74,8 +85,7 @@ def _first(batch: Batch) -> Batch:
 
 def learned_modules(algo) -> list[str]:
     """Names of the modules with trainable parameters (the ones an update must move)."""
-    return [k for k, v in vars(algo).items() if isinstance(v, torch.nn.Module)
-            and any(p.requires_grad for p in v.parameters())]
+    return [k for k, v in vars(algo).items() if isinstance(v, torch.nn.Module) and any(p.requires_grad for p in v.parameters())]
 
 
 @pytest.mark.parametrize("name", ALGOS)
@@ -216,8 +226,19 @@ def test_a_missing_contract_piece_stops_the_build_naming_it():
 def test_checkpoint_collects_every_module_optimizer_and_tensor():
     algo = build("cql", CONTINUOUS)
     state = checkpoint.collect(algo)
-    for key in ("actor", "critic", "critic_target", "obs_norm", "actor_opt", "critic_opt", "alpha_opt",
-                "log_alpha", "log_alpha_prime", "alpha_prime_opt", "updates"):
+    for key in (
+        "actor",
+        "critic",
+        "critic_target",
+        "obs_norm",
+        "actor_opt",
+        "critic_opt",
+        "alpha_opt",
+        "log_alpha",
+        "log_alpha_prime",
+        "alpha_prime_opt",
+        "updates",
+    ):
         assert key in state, key
 
 
@@ -225,8 +246,7 @@ def test_cql_penalty_pushes_down_out_of_distribution_actions():
     """On a fixed batch, CQL's conservative term lowers Q at random actions relative to data actions."""
     spaces = CONTINUOUS
     torch.manual_seed(0)
-    cfg = make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]", "algo.cql_alpha=5.0",
-                   "algo.critic_lr=1e-3")
+    cfg = make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]", "algo.cql_alpha=5.0", "algo.critic_lr=1e-3")
     algo = make_algo(cfg, spaces, torch.device("cpu"))
     batch = random_batch(spaces, 64)
     batch = batch._replace(act=torch.full_like(batch.act, 0.5), rew=torch.zeros(64))
@@ -241,9 +261,17 @@ def test_cql_penalty_pushes_down_out_of_distribution_actions():
 def test_cql_variants_update_finitely_and_move_their_own_parameters():
     """Lagrange multiplier, max-target backup and behaviour-cloning warm-up all run and learn."""
     torch.manual_seed(0)
-    cfg = make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]", "algo.lagrange=true",
-                   "algo.target_action_gap=0.5", "algo.max_target_backup=true", "algo.bc_steps=2",
-                   "algo.clip_diff_min=-50", "algo.clip_diff_max=50")
+    cfg = make_cfg(
+        "algo=cql",
+        "env=pendulum",
+        "network.hidden_sizes=[32,32]",
+        "algo.lagrange=true",
+        "algo.target_action_gap=0.5",
+        "algo.max_target_backup=true",
+        "algo.bc_steps=2",
+        "algo.clip_diff_min=-50",
+        "algo.clip_diff_max=50",
+    )
     algo = make_algo(cfg, CONTINUOUS, torch.device("cpu"))
     before = algo.log_alpha_prime.detach().clone()
     for _ in range(4):
@@ -257,8 +285,9 @@ def test_cql_variants_update_finitely_and_move_their_own_parameters():
 def test_cql_bc_warmup_uses_dataset_actions():
     """During bc_steps the actor loss is α log π − log π(a_data|s): it does not depend on the critic."""
     torch.manual_seed(0)
-    algo = make_algo(make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]", "algo.bc_steps=10"),
-                     CONTINUOUS, torch.device("cpu"))
+    algo = make_algo(
+        make_cfg("algo=cql", "env=pendulum", "network.hidden_sizes=[32,32]", "algo.bc_steps=10"), CONTINUOUS, torch.device("cpu")
+    )
     batch = random_batch(CONTINUOUS)
 
     def loss_change_when_the_critic_moves() -> float:
@@ -301,8 +330,11 @@ def test_single_backward_update_equals_one_backward_per_optimizer():
     torch.manual_seed(5)
     actor_loss, log_prob = ref.actor_loss(batch)
     critic_loss, _ = ref.critic_loss(batch)
-    for opt, loss in [(ref.actor_opt, actor_loss), (ref.critic_opt, critic_loss),
-                      (ref.alpha_opt, temperature_loss(ref.log_alpha, log_prob, ref.target_entropy))]:
+    for opt, loss in [
+        (ref.actor_opt, actor_loss),
+        (ref.critic_opt, critic_loss),
+        (ref.alpha_opt, temperature_loss(ref.log_alpha, log_prob, ref.target_entropy)),
+    ]:
         opt.zero_grad()
         loss.backward(retain_graph=True)
         opt.step()
@@ -397,8 +429,7 @@ def test_soft_option_critic_target_follows_the_option_target_by_hand():
     G = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') V_Ω(s')] with the ε-greedy
     V_Ω(s') = (1 − ε) max_ω' Q̄_Ω(s', ω') + ε mean_ω' Q̄_Ω(s', ω') (hand-set β = 0.25, ε = 0.525)."""
     algo = build("soft_option_critic", CONTINUOUS)
-    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.tensor([1]),
-                                                  rew=torch.ones(1))
+    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.tensor([1]), rew=torch.ones(1))
     with torch.no_grad():
         algo.termination[-1].weight.zero_()
         algo.termination[-1].bias.copy_(torch.tensor([0.0, math.log(1 / 3), 0.0]))  # β_1(s') = 0.25
@@ -424,8 +455,7 @@ def test_soft_option_critic_fits_every_options_critic_by_hand():
     """critic_every_option: each option ω regresses Q_U(s, ω, a) at the transition's action on its own
     G_ω = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') V_Ω(s')] (hand-set β = 0.5, 0.25, 0.75)."""
     algo = build("soft_option_critic-every", CONTINUOUS)
-    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.tensor([1]),
-                                                  rew=torch.ones(1))
+    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.tensor([1]), rew=torch.ones(1))
     with torch.no_grad():
         algo.termination[-1].weight.zero_()
         algo.termination[-1].bias.copy_(torch.tensor([0.0, math.log(1 / 3), math.log(3)]))
@@ -442,8 +472,7 @@ def test_soft_option_critic_fits_every_options_critic_by_hand():
 def test_soft_option_critic_huber_critics_count_large_errors_linearly_by_hand():
     """critic_huber = δ: a TD error e beyond δ counts 2δ|e| − δ² (δ = 1, every Q_U set to 2, G = 7: 2·5 − 1 = 9)."""
     algo = build("soft_option_critic-huber", CONTINUOUS)
-    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.ones(1), option=torch.tensor([1]),
-                                                  rew=torch.full((1,), 7.0))
+    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.ones(1), option=torch.tensor([1]), rew=torch.full((1,), 7.0))
     with torch.no_grad():
         algo.critic.head.weight.zero_()
         algo.critic.head.bias.fill_(2.0)
@@ -459,7 +488,7 @@ def test_soft_option_critic_policy_gradient_reaches_only_the_running_options_hea
     policy_loss.backward()
     head = 2 * CONTINUOUS.act_dim
     grad = out.weight.grad.abs().sum(-1)
-    assert grad[:2 * head].sum() == 0 and grad[2 * head:].sum() > 0
+    assert grad[: 2 * head].sum() == 0 and grad[2 * head :].sum() > 0
 
 
 def test_soft_option_critic_termination_falls_where_the_option_is_best():

@@ -18,10 +18,18 @@ from rlrun import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
-FAST = ["trainer.eval_episodes=2", "trainer.log_every=100", "trainer.progress=false",
-        "network.hidden_sizes=[32,32]"]
-ONLINE_TAGS = {"train/critic_loss", "train/actor_loss", "train/alpha", "train/q_mean", "eval/return_mean",
-               "eval/return_std", "eval/length_mean", "perf/updates_per_s", "perf/env_steps_per_s"}
+FAST = ["trainer.eval_episodes=2", "trainer.log_every=100", "trainer.progress=false", "network.hidden_sizes=[32,32]"]
+ONLINE_TAGS = {
+    "train/critic_loss",
+    "train/actor_loss",
+    "train/alpha",
+    "train/q_mean",
+    "eval/return_mean",
+    "eval/return_std",
+    "eval/length_mean",
+    "perf/updates_per_s",
+    "perf/env_steps_per_s",
+}
 
 
 def only_run_dir(root: Path) -> Path:
@@ -44,9 +52,18 @@ def scalars(run_dir: Path) -> dict[str, list]:
 
 
 def test_online_sac_run_logs_checkpoints_exports_and_resumes(tmp_path, minari_store):
-    args = ["algo=sac", "env=pendulum", "trainer.total_steps=600", "trainer.learning_starts=200",
-            "trainer.eval_every=300", "trainer.checkpoint_every=200", "trainer.keep_checkpoints=2",
-            "trainer.save_buffer=true", "trainer.buffer_dataset_id=test/pendulum/smoke-v0", *FAST]
+    args = [
+        "algo=sac",
+        "env=pendulum",
+        "trainer.total_steps=600",
+        "trainer.learning_starts=200",
+        "trainer.eval_every=300",
+        "trainer.checkpoint_every=200",
+        "trainer.keep_checkpoints=2",
+        "trainer.save_buffer=true",
+        "trainer.buffer_dataset_id=test/pendulum/smoke-v0",
+        *FAST,
+    ]
     run_dir = completed_run(tmp_path, args)
     assert run_dir.relative_to(tmp_path).parts[:3] == ("outputs", "sac", "pendulum")
     tags = scalars(run_dir)
@@ -81,8 +98,17 @@ def test_online_sac_run_logs_checkpoints_exports_and_resumes(tmp_path, minari_st
 
 @pytest.mark.parametrize("env", ["door", "pick_place"])
 def test_online_sac_in_mujoco_envs(tmp_path, env):
-    args = ["algo=sac", f"env={env}", "trainer.total_steps=60", "trainer.learning_starts=30", "trainer.batch_size=16",
-            "trainer.eval_every=60", "trainer.eval_episodes=1", "trainer.checkpoint_every=30", *FAST]
+    args = [
+        "algo=sac",
+        f"env={env}",
+        "trainer.total_steps=60",
+        "trainer.learning_starts=30",
+        "trainer.batch_size=16",
+        "trainer.eval_every=60",
+        "trainer.eval_episodes=1",
+        "trainer.checkpoint_every=30",
+        *FAST,
+    ]
     run_dir = completed_run(tmp_path, args)
     assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)
     assert checkpoint.read(run_dir / "checkpoints" / "last.pt")["step"] == 60
@@ -100,8 +126,16 @@ def test_four_rooms_env_is_a_gymnasium_env():
 
 
 def test_offline_cql_run_on_local_dataset(tmp_path, pendulum_dataset):
-    args = ["algo=cql", "dataset=pendulum", "dataset.id=test/pendulum/random-v0", "dataset.builder=null",
-            "trainer.total_steps=300", "trainer.eval_every=150", "trainer.checkpoint_every=300", *FAST]
+    args = [
+        "algo=cql",
+        "dataset=pendulum",
+        "dataset.id=test/pendulum/random-v0",
+        "dataset.builder=null",
+        "trainer.total_steps=300",
+        "trainer.eval_every=150",
+        "trainer.checkpoint_every=300",
+        *FAST,
+    ]
     run_dir = completed_run(tmp_path, args)
     tags = scalars(run_dir)
     assert {"train/cql_diff", "train/td_loss", "eval/return_mean", "perf/updates_per_s"} <= set(tags)
@@ -111,9 +145,17 @@ def test_offline_cql_run_on_local_dataset(tmp_path, pendulum_dataset):
 
 
 def test_offline_door_run_logs_normalized_score(tmp_path, door_dataset):
-    args = ["algo=cql", "dataset=door", "dataset.id=test/door/random-v0", "trainer.total_steps=20",
-            "trainer.eval_every=20", "trainer.eval_episodes=1", "trainer.log_every=10", "trainer.progress=false",
-            "network.hidden_sizes=[32,32]"]
+    args = [
+        "algo=cql",
+        "dataset=door",
+        "dataset.id=test/door/random-v0",
+        "trainer.total_steps=20",
+        "trainer.eval_every=20",
+        "trainer.eval_episodes=1",
+        "trainer.log_every=10",
+        "trainer.progress=false",
+        "network.hidden_sizes=[32,32]",
+    ]
     tags = scalars(completed_run(tmp_path, args))
     assert "eval/normalized_score" in tags and math.isfinite(tags["eval/normalized_score"][-1].value)
 
@@ -136,8 +178,15 @@ def test_missing_dataset_without_network_fails_fast_with_ways_out(tmp_path):
 
 
 def test_missing_pendulum_buffer_is_built_by_the_sac_teacher(tmp_path):
-    args = ["algo=cql", "dataset=pendulum", "dataset.id=test/pendulum/teacher-v0", "dataset.builder.total_steps=400",
-            "trainer.total_steps=50", "trainer.eval_every=50", *FAST]
+    args = [
+        "algo=cql",
+        "dataset=pendulum",
+        "dataset.id=test/pendulum/teacher-v0",
+        "dataset.builder.total_steps=400",
+        "trainer.total_steps=50",
+        "trainer.eval_every=50",
+        *FAST,
+    ]
     result = rlrun(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
@@ -148,13 +197,29 @@ def test_missing_pendulum_buffer_is_built_by_the_sac_teacher(tmp_path):
     assert list((tmp_path / "outputs" / "teachers").glob("*/events.out.tfevents.*"))
 
 
-OPTION_TAGS = {"train/termination_loss", "train/policy_loss", "train/critic_loss", "train/entropy",
-               "train/epsilon", "train/option_duration_mean", "eval/return_mean", "perf/env_steps_per_s"}
+OPTION_TAGS = {
+    "train/termination_loss",
+    "train/policy_loss",
+    "train/critic_loss",
+    "train/entropy",
+    "train/epsilon",
+    "train/option_duration_mean",
+    "eval/return_mean",
+    "perf/env_steps_per_s",
+}
 
 
 def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
-    args = ["algo=option_critic", "env=four_rooms", "trainer.total_steps=600", "trainer.learning_starts=100",
-            "trainer.eval_every=600", "trainer.checkpoint_every=300", "trainer.batch_size=32", *FAST]
+    args = [
+        "algo=option_critic",
+        "env=four_rooms",
+        "trainer.total_steps=600",
+        "trainer.learning_starts=100",
+        "trainer.eval_every=600",
+        "trainer.checkpoint_every=300",
+        "trainer.batch_size=32",
+        *FAST,
+    ]
     run_dir = completed_run(tmp_path, args)
     tags = set(scalars(run_dir))
     options = {f"train/{kind}/{k}" for kind in ("option_usage", "termination_prob") for k in range(4)}
@@ -172,17 +237,29 @@ def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
 
 @pytest.mark.parametrize("algo", ["option_critic", "soft_option_critic"])
 def test_option_critic_with_box_actions_in_meta_world(tmp_path, algo):
-    args = [f"algo={algo}", "env=pick_place", "trainer.total_steps=80", "trainer.learning_starts=40",
-            "trainer.batch_size=16", "trainer.eval_every=80", "trainer.eval_episodes=1",
-            "trainer.checkpoint_every=80", *FAST]
+    args = [
+        f"algo={algo}",
+        "env=pick_place",
+        "trainer.total_steps=80",
+        "trainer.learning_starts=40",
+        "trainer.batch_size=16",
+        "trainer.eval_every=80",
+        "trainer.eval_episodes=1",
+        "trainer.checkpoint_every=80",
+        *FAST,
+    ]
     run_dir = completed_run(tmp_path, args)
     assert math.isfinite(scalars(run_dir)["eval/return_mean"][-1].value)
     assert scalars(run_dir)["eval/success_rate"][-1].value in (0.0, 1.0)  # one episode, Meta-World's info
     assert not (run_dir / "termination_probs.png").exists()  # not a grid world
     if algo == "soft_option_critic":  # bench/value_check.py reads the same run back: greedy, and sampled on placement 0
         for mode in ([], ["--sample", "--each-placement"]):
-            check = subprocess.run([sys.executable, str(REPO / "bench" / "value_check.py"), str(run_dir),
-                                    "--episodes", "1", *mode], capture_output=True, text=True, timeout=120)
+            check = subprocess.run(
+                [sys.executable, str(REPO / "bench" / "value_check.py"), str(run_dir), "--episodes", "1", *mode],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert check.returncode == 0, check.stderr[-2000:]
             found = re.search(r"predicted value (\S+) vs realized discounted return (\S+) .*success (\d)", check.stdout)
             assert found and all(math.isfinite(float(x)) for x in found.groups()), check.stdout
@@ -190,9 +267,18 @@ def test_option_critic_with_box_actions_in_meta_world(tmp_path, algo):
 
 
 def test_eval_video_is_a_gif_in_tensorboard_and_the_run_dir(tmp_path):
-    args = ["algo=option_critic", "env=four_rooms", "trainer.total_steps=200", "trainer.learning_starts=100",
-            "trainer.eval_every=100", "trainer.eval_episodes=1", "trainer.eval_video=true",
-            "trainer.batch_size=16", "env.max_episode_steps=50", *FAST]
+    args = [
+        "algo=option_critic",
+        "env=four_rooms",
+        "trainer.total_steps=200",
+        "trainer.learning_starts=100",
+        "trainer.eval_every=100",
+        "trainer.eval_episodes=1",
+        "trainer.eval_video=true",
+        "trainer.batch_size=16",
+        "env.max_episode_steps=50",
+        *FAST,
+    ]
     run_dir = completed_run(tmp_path, args)
     from PIL import Image
 
@@ -241,8 +327,9 @@ def test_value_check_plays_each_of_the_runs_meta_world_placements():
 
     from rlrun.build import make_source
 
-    env = make_source(make_cfg("algo=soft_option_critic", "env=pick_place", "seed=3", "trainer.replay_size=1000"),
-                      torch.device("cpu")).make_eval_env(5)
+    env = make_source(
+        make_cfg("algo=soft_option_critic", "env=pick_place", "seed=3", "trainer.replay_size=1000"), torch.device("cpu")
+    ).make_eval_env(5)
     tasks = load_value_check().placements(env)
     starts = []
     for task in tasks:

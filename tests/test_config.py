@@ -61,8 +61,12 @@ def test_door_uses_published_corl_settings():
     assert (a.cql_alpha, a.lagrange, a.max_target_backup, a.n_actions) == (1.0, False, False, 10)
     assert (a.actor_lr, a.critic_lr, a.tau, a.backup_entropy) == (1e-4, 3e-4, 0.005, False)
     assert list(cfg.network.hidden_sizes) == [256, 256, 256] and cfg.network.orthogonal_init
-    assert (cfg.trainer.total_steps, cfg.trainer.batch_size, cfg.trainer.eval_every, cfg.trainer.eval_episodes) == \
-        (1_000_000, 256, 5000, 10)
+    assert (cfg.trainer.total_steps, cfg.trainer.batch_size, cfg.trainer.eval_every, cfg.trainer.eval_episodes) == (
+        1_000_000,
+        256,
+        5000,
+        10,
+    )
     assert cfg.dataset.normalize_obs
 
 
@@ -80,44 +84,55 @@ def test_unknown_key_and_wrong_type_fail_at_compose():
         make_cfg("algo.not_a_setting=3")
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["algo=sac", "env=pendulum", "dataset=pendulum"], "both env= and dataset="),
-    (["trainer.total_steps=0"], "trainer.total_steps must be > 0, got 0"),
-    (["trainer.eval_every=-5"], "trainer.eval_every must be > 0, got -5"),
-    (["algo.gamma=1.5"], r"algo.gamma must be in \(0, 1\], got 1.5"),
-    (["algo=iql", "algo.expectile=1.0"], r"algo.expectile must be in \(0, 1\), got 1.0"),
-    (["network.hidden_sizes=[64,0]"], r"each of network.hidden_sizes must be > 0, got \[64, 0\]"),
-    (["algo=option_critic", "env=four_rooms", "algo.n_options=0"], "algo.n_options must be ≥ 1, got 0"),
-    (["env=pendulum", "algo=sac", "env.max_episode_steps=0", "device.threads=-1"],
-     "device.threads must be ≥ 0, got -1 \\(and 1 more: env.max_episode_steps must be > 0, got 0\\)"),
-    (["algo=option_critic", "dataset=door"], "OptionCritic learns online and needs an environment"),
-    (["algo=rebrac", "env=pendulum"], "ReBRAC learns from datasets only: add dataset="),
-    (["algo=sac", "env=pendulum", "env.id=Pendulm-v1"], "unknown env id Pendulm-v1: .* did you mean Pendulum-v1"),
-    (["algo=sac", "env=pendulum", "env.id=nomodule:Foo-v0"], "cannot import nomodule"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["algo=sac", "env=pendulum", "dataset=pendulum"], "both env= and dataset="),
+        (["trainer.total_steps=0"], "trainer.total_steps must be > 0, got 0"),
+        (["trainer.eval_every=-5"], "trainer.eval_every must be > 0, got -5"),
+        (["algo.gamma=1.5"], r"algo.gamma must be in \(0, 1\], got 1.5"),
+        (["algo=iql", "algo.expectile=1.0"], r"algo.expectile must be in \(0, 1\), got 1.0"),
+        (["network.hidden_sizes=[64,0]"], r"each of network.hidden_sizes must be > 0, got \[64, 0\]"),
+        (["algo=option_critic", "env=four_rooms", "algo.n_options=0"], "algo.n_options must be ≥ 1, got 0"),
+        (
+            ["env=pendulum", "algo=sac", "env.max_episode_steps=0", "device.threads=-1"],
+            "device.threads must be ≥ 0, got -1 \\(and 1 more: env.max_episode_steps must be > 0, got 0\\)",
+        ),
+        (["algo=option_critic", "dataset=door"], "OptionCritic learns online and needs an environment"),
+        (["algo=rebrac", "env=pendulum"], "ReBRAC learns from datasets only: add dataset="),
+        (["algo=sac", "env=pendulum", "env.id=Pendulm-v1"], "unknown env id Pendulm-v1: .* did you mean Pendulum-v1"),
+        (["algo=sac", "env=pendulum", "env.id=nomodule:Foo-v0"], "cannot import nomodule"),
+    ],
+)
 def test_preflight_errors(overrides, message):
     with pytest.raises(UserError, match=message):
         check_config(make_cfg(*overrides))
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["algo=sac", "env=pendulum", "foo=1"], "foo"),
-    (["trainer.total_steps=abc"], "total_steps"),
-    (["algo=nope"], "algo/nope"),
-    (["algo=sac", "env=pendulum", "dataset=pendulum"], "both env= and dataset="),
-    pytest.param(["algo=sac", "env=pendulum", "device=cuda"], "no CUDA GPU",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
-    (["algo=sac", "env=pendulum", "trainer.total_steps=-1"], "trainer.total_steps must be > 0, got -1"),
-    (["resume=/nonexistent/run"], "holds no readable checkpoint"),
-    (["algo=sac", "env=cartpole"], "SAC does not support discrete actions"),
-    (["algo=option_critic", "dataset=door"], "learns online and needs an environment: add env="),
-    (["algo=soft_option_critic", "env=cartpole"], "SoftOptionCritic does not support discrete actions"),
-    (["algo=sac", "env=pendulum", "device=cpu", "device.cpu_matmul=fast"], "unknown device.cpu_matmul='fast'"),
-    (["+algo.foo=1"], "+algo.foo adds a setting rlrun does not declare; the keys of algo are: _target_, act_dim"),
-    (["algo=sac", "env=pendulum", "network.activation=swish"], "unknown activation 'swish'"),
-    (["algo=iql", "dataset=pendulum_medium", "algo.actor_lr=-0.1"], "algo.actor_lr must be > 0, got -0.1"),
-    (["algo=sac", "env=pendulum", "env.id=Pendulm-v1"], "did you mean Pendulum-v1"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["algo=sac", "env=pendulum", "foo=1"], "foo"),
+        (["trainer.total_steps=abc"], "total_steps"),
+        (["algo=nope"], "algo/nope"),
+        (["algo=sac", "env=pendulum", "dataset=pendulum"], "both env= and dataset="),
+        pytest.param(
+            ["algo=sac", "env=pendulum", "device=cuda"],
+            "no CUDA GPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present"),
+        ),
+        (["algo=sac", "env=pendulum", "trainer.total_steps=-1"], "trainer.total_steps must be > 0, got -1"),
+        (["resume=/nonexistent/run"], "holds no readable checkpoint"),
+        (["algo=sac", "env=cartpole"], "SAC does not support discrete actions"),
+        (["algo=option_critic", "dataset=door"], "learns online and needs an environment: add env="),
+        (["algo=soft_option_critic", "env=cartpole"], "SoftOptionCritic does not support discrete actions"),
+        (["algo=sac", "env=pendulum", "device=cpu", "device.cpu_matmul=fast"], "unknown device.cpu_matmul='fast'"),
+        (["+algo.foo=1"], "+algo.foo adds a setting rlrun does not declare; the keys of algo are: _target_, act_dim"),
+        (["algo=sac", "env=pendulum", "network.activation=swish"], "unknown activation 'swish'"),
+        (["algo=iql", "dataset=pendulum_medium", "algo.actor_lr=-0.1"], "algo.actor_lr must be > 0, got -0.1"),
+        (["algo=sac", "env=pendulum", "env.id=Pendulm-v1"], "did you mean Pendulum-v1"),
+    ],
+)
 def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected):
     start = time.time()
     result = rlrun(*args, cwd=tmp_path, timeout=60)
@@ -141,13 +156,24 @@ def test_dataset_whose_spaces_do_not_match_its_env(tmp_path):
     from minari.data_collector import EpisodeBuffer
 
     obs = np.zeros((11, 4), np.float32)  # Pendulum observations have 3 numbers
-    buffer = EpisodeBuffer(id=0, observations=obs, actions=np.zeros((10, 1), np.float32), rewards=np.zeros(10),
-                           terminations=np.zeros(10, bool), truncations=np.eye(10, dtype=bool)[-1])
-    minari.create_dataset_from_buffers("test/mismatch/bad-v0", [buffer], env=gym.spec("Pendulum-v1"),
-                                       observation_space=gym.spaces.Box(-1, 1, (4,)),
-                                       action_space=gym.spaces.Box(-2, 2, (1,)))
-    result = rlrun("algo=cql", "dataset=pendulum", "dataset.id=test/mismatch/bad-v0", "dataset.builder=null",
-                   cwd=tmp_path, timeout=60)
+    buffer = EpisodeBuffer(
+        id=0,
+        observations=obs,
+        actions=np.zeros((10, 1), np.float32),
+        rewards=np.zeros(10),
+        terminations=np.zeros(10, bool),
+        truncations=np.eye(10, dtype=bool)[-1],
+    )
+    minari.create_dataset_from_buffers(
+        "test/mismatch/bad-v0",
+        [buffer],
+        env=gym.spec("Pendulum-v1"),
+        observation_space=gym.spaces.Box(-1, 1, (4,)),
+        action_space=gym.spaces.Box(-2, 2, (1,)),
+    )
+    result = rlrun(
+        "algo=cql", "dataset=pendulum", "dataset.id=test/mismatch/bad-v0", "dataset.builder=null", cwd=tmp_path, timeout=60
+    )
     assert result.returncode == 2
     assert "has observation space" in result.stderr and "rebuild the dataset" in result.stderr
 
@@ -182,8 +208,7 @@ def test_resume_fills_settings_added_after_the_checkpoint_was_written(tmp_path):
         config["algo"]["tau"] = 0.01
 
     run_dir = saved_run(tmp_path, older)
-    cfg, state = load_resume(make_cfg("algo=sac", "env=pendulum", f"resume={run_dir}"), run_dir,
-                             ["trainer.total_steps=77"])
+    cfg, state = load_resume(make_cfg("algo=sac", "env=pendulum", f"resume={run_dir}"), run_dir, ["trainer.total_steps=77"])
     assert state["step"] == 5
     assert cfg.device.keep_freed_memory is True and cfg.algo.backup_entropy is True
     assert cfg.algo.tau == 0.01 and cfg.trainer.total_steps == 77 and cfg.env.id == "Pendulum-v1"
@@ -202,8 +227,7 @@ def test_resume_checks_the_type_of_its_trainer_overrides(tmp_path):
 
     run_dir = saved_run(tmp_path, lambda config: None)
     with pytest.raises(UserError, match="bad override on resume: .*total_steps"):
-        load_resume(make_cfg("algo=sac", "env=pendulum", f"resume={run_dir}"), run_dir,
-                    ["trainer.total_steps=many"])
+        load_resume(make_cfg("algo=sac", "env=pendulum", f"resume={run_dir}"), run_dir, ["trainer.total_steps=many"])
 
 
 def test_resume_takes_device_overrides_and_refuses_to_drop_the_others(tmp_path):

@@ -24,9 +24,17 @@ from rlrun.data.online import env_units
 from rlrun.errors import UserError
 from rlrun.rollout import load_run
 
-TINY_SAC = ["algo=sac", "env=pendulum", "trainer.total_steps=300", "trainer.learning_starts=100",
-            "trainer.eval_every=300", "trainer.eval_episodes=1", "trainer.checkpoint_every=150",
-            "trainer.progress=false", "network.hidden_sizes=[16,16]"]
+TINY_SAC = [
+    "algo=sac",
+    "env=pendulum",
+    "trainer.total_steps=300",
+    "trainer.learning_starts=100",
+    "trainer.eval_every=300",
+    "trainer.eval_episodes=1",
+    "trainer.checkpoint_every=150",
+    "trainer.progress=false",
+    "network.hidden_sizes=[16,16]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +52,29 @@ def datasets_in(store: Path) -> set[str]:
 
 def test_collect_round_trip_writes_the_policys_actions_in_env_units(sac_run, tmp_path):
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "rlrun-collect"), str(sac_run), "--step", "150",
-         "--episodes", "2", "--noise", "0", "--seed", "3", "--dataset-id", "test/collect/policy-v0",
-         "--ref-min-score", "-1200", "--ref-max-score", "-150", "--no-progress"],
-        capture_output=True, text=True, timeout=120)
+        [
+            str(Path(sys.executable).parent / "rlrun-collect"),
+            str(sac_run),
+            "--step",
+            "150",
+            "--episodes",
+            "2",
+            "--noise",
+            "0",
+            "--seed",
+            "3",
+            "--dataset-id",
+            "test/collect/policy-v0",
+            "--ref-min-score",
+            "-1200",
+            "--ref-max-score",
+            "-150",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     dataset = minari.load_dataset("test/collect/policy-v0")
     assert dataset.total_episodes == 2 and dataset.total_steps == 400
@@ -66,8 +93,20 @@ def test_collect_round_trip_writes_the_policys_actions_in_env_units(sac_run, tmp
 
 
 def test_collect_random_actions_keep_terminations_apart_from_truncations():
-    collect.main(["--random", "--env", "CartPole-v1", "--episodes", "4", "--seed", "1",
-                  "--dataset-id", "test/collect/cartpole-random-v0", "--no-progress"])
+    collect.main(
+        [
+            "--random",
+            "--env",
+            "CartPole-v1",
+            "--episodes",
+            "4",
+            "--seed",
+            "1",
+            "--dataset-id",
+            "test/collect/cartpole-random-v0",
+            "--no-progress",
+        ]
+    )
     dataset = minari.load_dataset("test/collect/cartpole-random-v0")
     assert dataset.total_episodes == 4
     for ep in dataset.iterate_episodes():  # random CartPole falls within 500 steps: true terminations
@@ -75,20 +114,22 @@ def test_collect_random_actions_keep_terminations_apart_from_truncations():
 
 
 def test_collect_steps_cuts_the_last_episode_as_a_truncation():
-    collect.main(["--random", "--env", "Pendulum-v1", "--steps", "450", "--dataset-id", "test/collect/steps-v0",
-                  "--no-progress"])
+    collect.main(["--random", "--env", "Pendulum-v1", "--steps", "450", "--dataset-id", "test/collect/steps-v0", "--no-progress"])
     dataset = minari.load_dataset("test/collect/steps-v0")
     assert dataset.total_steps == 450 and dataset.total_episodes == 3
     last = list(dataset.iterate_episodes())[-1]
     assert len(last.rewards) == 50 and last.truncations[-1]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["{empty}", "--episodes", "2"], "holds no readable checkpoint"),
-    (["{run}", "--episodes", "2", "--dataset-id", "test/collect/existing-v0"], "exists already and is never overwritten"),
-    (["{run}", "--episodes", "2", "--noise", "-0.1"], "--noise is a standard deviation and cannot be negative"),
-    (["{run}", "--episodes", "0"], "--episodes must be positive"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["{empty}", "--episodes", "2"], "holds no readable checkpoint"),
+        (["{run}", "--episodes", "2", "--dataset-id", "test/collect/existing-v0"], "exists already and is never overwritten"),
+        (["{run}", "--episodes", "2", "--noise", "-0.1"], "--noise is a standard deviation and cannot be negative"),
+        (["{run}", "--episodes", "0"], "--episodes must be positive"),
+    ],
+)
 def test_collect_bad_input_is_one_sentence_and_writes_nothing(sac_run, tmp_path, minari_store, capsys, args, message):
     write_random_dataset("test/collect/existing-v0", "Pendulum-v1", episodes=1, max_steps=10)
     before = datasets_in(minari_store)
@@ -107,8 +148,9 @@ def test_collect_bad_input_is_one_sentence_and_writes_nothing(sac_run, tmp_path,
 def tiny_family(tmp_path_factory, minari_store_module):
     """The Pendulum family recipe at a tiny size: a 600-step teacher, 2 episodes per level."""
     root = tmp_path_factory.mktemp("family")
-    recipes.build_pendulum_family("test/pendfam/medium-v0", teacher_steps=600, eval_every=150, episodes=2,
-                                  output_root=str(root / "teachers"))
+    recipes.build_pendulum_family(
+        "test/pendfam/medium-v0", teacher_steps=600, eval_every=150, episodes=2, output_root=str(root / "teachers")
+    )
     return root
 
 
@@ -131,8 +173,7 @@ def test_pendulum_family_follows_d4rls_recipe(tiny_family):
         assert data[level].total_episodes == 2 and data[level].total_steps == 400
     assert data["medium-expert"].total_episodes == 4
     medium_expert = [ep.actions for ep in data["medium-expert"].iterate_episodes()]
-    expected = [ep.actions for ep in data["medium"].iterate_episodes()] + \
-               [ep.actions for ep in data["expert"].iterate_episodes()]
+    expected = [ep.actions for ep in data["medium"].iterate_episodes()] + [ep.actions for ep in data["expert"].iterate_episodes()]
     assert all(np.array_equal(a, b) for a, b in zip(medium_expert, expected))
     replay_steps = data["medium-replay"].total_steps
     assert replay_steps % 200 == 0 and 0 < replay_steps < 600  # complete episodes collected before the medium step
@@ -143,14 +184,16 @@ def test_pendulum_family_follows_d4rls_recipe(tiny_family):
         assert dataset.recover_environment(eval_env=True).spec.id == "Pendulum-v1"
     teachers = list((tiny_family / "teachers").iterdir())
     assert len(teachers) == 1  # and a second request reuses the family:
-    recipes.build_pendulum_family("test/pendfam/expert-v0", teacher_steps=600, eval_every=150, episodes=2,
-                                  output_root=str(tiny_family / "teachers"))
+    recipes.build_pendulum_family(
+        "test/pendfam/expert-v0", teacher_steps=600, eval_every=150, episodes=2, output_root=str(tiny_family / "teachers")
+    )
     assert list((tiny_family / "teachers").iterdir()) == teachers
 
 
 def test_pendulum_family_is_deterministic_for_a_seed(tiny_family):
-    recipes.build_pendulum_family("test/pendfam2/medium-v0", teacher_steps=600, eval_every=150, episodes=2,
-                                  output_root=str(tiny_family / "teachers2"))
+    recipes.build_pendulum_family(
+        "test/pendfam2/medium-v0", teacher_steps=600, eval_every=150, episodes=2, output_root=str(tiny_family / "teachers2")
+    )
     for level in recipes.LEVELS:
         a = list(minari.load_dataset(f"test/pendfam/{level}-v0").iterate_episodes())
         b = list(minari.load_dataset(f"test/pendfam2/{level}-v0").iterate_episodes())
@@ -170,13 +213,20 @@ def test_family_configs_name_the_recipe_and_carry_reference_scores():
 
 HOSTED = {  # Minari ids of the D4RL families and the preset each gets
     **{f"D4RL/door/{q}-v2": "cql_adroit_door" for q in ("human", "cloned", "expert")},
-    **{f"D4RL/{t}/{q}-v2": "cql_adroit_pen_hammer_relocate"
-       for t in ("pen", "hammer", "relocate") for q in ("human", "cloned", "expert")},
-    **{f"D4RL/antmaze/{m}-v1": "cql_antmaze" for m in ("umaze", "umaze-diverse", "medium-play", "medium-diverse",
-                                                      "large-play", "large-diverse")},
+    **{
+        f"D4RL/{t}/{q}-v2": "cql_adroit_pen_hammer_relocate"
+        for t in ("pen", "hammer", "relocate")
+        for q in ("human", "cloned", "expert")
+    },
+    **{
+        f"D4RL/antmaze/{m}-v1": "cql_antmaze"
+        for m in ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")
+    },
     **{f"mujoco/{e}/{q}-v0": "cql_mujoco" for e in ("halfcheetah", "walker2d") for q in ("simple", "medium", "expert")},
-    "mujoco/hopper/simple-v0": "cql_mujoco", "mujoco/hopper/expert-v0": "cql_mujoco",
-    "mujoco/hopper/medium-v0": "cql_mujoco_hopper_medium", "rlrun/door/human-demos-v0": "cql_adroit_door",
+    "mujoco/hopper/simple-v0": "cql_mujoco",
+    "mujoco/hopper/expert-v0": "cql_mujoco",
+    "mujoco/hopper/medium-v0": "cql_mujoco_hopper_medium",
+    "rlrun/door/human-demos-v0": "cql_adroit_door",
     **{f"rlrun/pendulum/{level}-v0": "cql_pendulum" for level in recipes.LEVELS},
 }
 
@@ -191,13 +241,15 @@ def test_each_hosted_family_gets_its_cql_preset_and_it_fits_the_schema(dataset_i
 
 
 def test_presets_are_picked_by_id_as_by_config_name_and_overrides_win():
-    by_name, by_id = make_cfg("algo=cql", "dataset=door"), make_cfg("algo=cql", "dataset=minari",
-                                                                    "dataset.id=D4RL/door/human-v2")
+    by_name, by_id = make_cfg("algo=cql", "dataset=door"), make_cfg("algo=cql", "dataset=minari", "dataset.id=D4RL/door/human-v2")
     assert by_name.algo == by_id.algo and by_name.network == by_id.network and by_name.trainer == by_id.trainer
-    cfg = make_cfg("algo=cql", "dataset=minari", "dataset.id=D4RL/antmaze/umaze-v1", "algo.cql_alpha=3",
-                   "dataset.reward_bias=-1")
-    assert (cfg.algo.cql_alpha, cfg.algo.target_action_gap, cfg.dataset.reward_scale, cfg.dataset.reward_bias) == \
-        (3.0, 0.8, 10.0, -1.0)
+    cfg = make_cfg("algo=cql", "dataset=minari", "dataset.id=D4RL/antmaze/umaze-v1", "algo.cql_alpha=3", "dataset.reward_bias=-1")
+    assert (cfg.algo.cql_alpha, cfg.algo.target_action_gap, cfg.dataset.reward_scale, cfg.dataset.reward_bias) == (
+        3.0,
+        0.8,
+        10.0,
+        -1.0,
+    )
     assert presets.find("sac", "D4RL/door/human-v2") is None
 
 
@@ -206,8 +258,10 @@ def test_a_dataset_config_with_another_id_keeps_its_configs_preset_unless_the_id
     assert local_copy.algo.actor_lr == 1e-4 and list(local_copy.network.hidden_sizes) == [256, 256, 256]
     pen = make_cfg("algo=cql", "dataset=door", "dataset.id=D4RL/pen/human-v2")
     assert pen.algo.lagrange and pen.algo.actor_lr == 3e-5
-    assert make_cfg("algo=cql", "dataset=minari", "dataset.id=me/door/copy-v0").algo.actor_lr == \
-        make_cfg("algo=cql", "env=pendulum").algo.actor_lr  # no preset: the algorithm's defaults
+    assert (
+        make_cfg("algo=cql", "dataset=minari", "dataset.id=me/door/copy-v0").algo.actor_lr
+        == make_cfg("algo=cql", "env=pendulum").algo.actor_lr
+    )  # no preset: the algorithm's defaults
 
 
 def test_no_two_presets_serve_the_same_algorithm_and_id():
@@ -228,8 +282,16 @@ def hopper_dataset(dataset_id: str) -> minari.MinariDataset:
 
 def test_minari_dataset_by_id_runs_with_its_familys_preset(tmp_path):
     hopper_dataset("mujoco/hopper/medium-v0")
-    result = rlrun("algo=cql", "dataset=minari", "dataset.id=mujoco/hopper/medium-v0", "trainer.total_steps=20",
-                   "trainer.eval_every=20", "trainer.eval_episodes=1", "trainer.progress=false", cwd=tmp_path)
+    result = rlrun(
+        "algo=cql",
+        "dataset=minari",
+        "dataset.id=mujoco/hopper/medium-v0",
+        "trainer.total_steps=20",
+        "trainer.eval_every=20",
+        "trainer.eval_episodes=1",
+        "trainer.progress=false",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = next(tmp_path.glob("outputs/cql/mujoco_hopper_medium-v0/*"))
     saved = (run_dir / ".hydra" / "config.yaml").read_text()
@@ -269,16 +331,24 @@ def test_episodes_longer_than_the_eval_envs_limit_are_one_warning(caplog):
     obs = [env.reset(seed=0)[0]]
     for _ in range(300):
         obs.append(env.step(rng.uniform(-2, 2, 1).astype(np.float32))[0])
-    buffer = EpisodeBuffer(id=0, observations=np.array(obs), actions=rng.uniform(-2, 2, (300, 1)).astype(np.float32),
-                           rewards=np.zeros(300), terminations=np.zeros(300, bool),
-                           truncations=np.r_[np.zeros(299, bool), True])
-    dataset = minari.create_dataset_from_buffers("test/pendulum/long-v0", [buffer], env=env.spec,
-                                                 eval_env=gym.make("Pendulum-v1").spec)
+    buffer = EpisodeBuffer(
+        id=0,
+        observations=np.array(obs),
+        actions=rng.uniform(-2, 2, (300, 1)).astype(np.float32),
+        rewards=np.zeros(300),
+        terminations=np.zeros(300, bool),
+        truncations=np.r_[np.zeros(299, bool), True],
+    )
+    dataset = minari.create_dataset_from_buffers(
+        "test/pendulum/long-v0", [buffer], env=env.spec, eval_env=gym.make("Pendulum-v1").spec
+    )
     with caplog.at_level(logging.WARNING):
         offline.DatasetSource(dataset, True, 1.0, 0.0, None, None, torch.device("cpu"))
     warnings = [r.getMessage() for r in caplog.records if "episodes of up to" in r.getMessage()]
-    assert warnings == ["dataset test/pendulum/long-v0 has episodes of up to 300 steps but its eval env Pendulum-v1 "
-                        "ends episodes after 200 steps; evaluations see only their first 200 steps"]
+    assert warnings == [
+        "dataset test/pendulum/long-v0 has episodes of up to 300 steps but its eval env Pendulum-v1 "
+        "ends episodes after 200 steps; evaluations see only their first 200 steps"
+    ]
 
 
 def test_unknown_minari_id_without_network_fails_fast_in_one_sentence(tmp_path):

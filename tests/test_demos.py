@@ -21,9 +21,14 @@ def make_demo_pickle(path, episodes=2, steps=(30, 45)):
     for i in range(episodes):
         env.reset(seed=i)
         state = env.unwrapped.get_env_state()
-        demos.append({"observations": np.zeros((steps[i], 39)), "rewards": np.zeros(steps[i]),
-                      "actions": rng.uniform(-1.2, 1.2, (steps[i], 28)),
-                      "init_state_dict": {k: np.asarray(state[k]) for k in ("qpos", "qvel", "door_body_pos")}})
+        demos.append(
+            {
+                "observations": np.zeros((steps[i], 39)),
+                "rewards": np.zeros(steps[i]),
+                "actions": rng.uniform(-1.2, 1.2, (steps[i], 28)),
+                "init_state_dict": {k: np.asarray(state[k]) for k in ("qpos", "qvel", "door_body_pos")},
+            }
+        )
     with open(path, "wb") as f:
         pickle.dump(demos, f)
     return demos

@@ -51,8 +51,7 @@ def test_fused_and_plain_cql_losses_and_gradients_agree(backend):
     cfg = make_cfg("algo=cql", "dataset=door", "network.hidden_sizes=[64,64,64]")
     algo = make_algo(cfg, spaces, torch.device("cpu"))
     B, n = 32, algo.n_actions
-    batch = Batch(torch.randn(B, 39), torch.rand(B, 28) * 2 - 1, torch.randn(B), torch.randn(B, 39),
-                  torch.zeros(B))
+    batch = Batch(torch.randn(B, 39), torch.rand(B, 28) * 2 - 1, torch.randn(B), torch.randn(B, 39), torch.zeros(B))
 
     # capture the random draws of the fused pass so the plain pass sees the same samples
     torch.manual_seed(1)

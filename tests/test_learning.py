@@ -12,8 +12,16 @@ from rlrun.build import run
 def test_sac_learns_pendulum(tmp_path):
     """Random play scores about -1200 to -1500 on Pendulum-v1; 4k steps of SAC reach about -150."""
     torch.set_num_threads(2)
-    cfg = make_cfg("algo=sac", "env=pendulum", "trainer.total_steps=4000", "trainer.eval_every=4000",
-                   "trainer.eval_episodes=5", "trainer.checkpoint_every=4000", "trainer.progress=false", "seed=0")
+    cfg = make_cfg(
+        "algo=sac",
+        "env=pendulum",
+        "trainer.total_steps=4000",
+        "trainer.eval_every=4000",
+        "trainer.eval_episodes=5",
+        "trainer.checkpoint_every=4000",
+        "trainer.progress=false",
+        "seed=0",
+    )
     final_return = run(cfg, tmp_path)
     assert final_return > -400, final_return
 
@@ -22,8 +30,16 @@ def test_option_critic_learns_cartpole(tmp_path):
     """Random play lasts about 22 steps on CartPole-v1; 20k steps of option-critic balance far longer
     (the full preset reaches 500 within 200k steps; bench/RESULTS.md)."""
     torch.set_num_threads(2)
-    cfg = make_cfg("algo=option_critic", "env=cartpole", "trainer.total_steps=20000", "trainer.eval_every=5000",
-                   "trainer.eval_episodes=5", "trainer.checkpoint_every=20000", "trainer.progress=false", "seed=0")
+    cfg = make_cfg(
+        "algo=option_critic",
+        "env=cartpole",
+        "trainer.total_steps=20000",
+        "trainer.eval_every=5000",
+        "trainer.eval_episodes=5",
+        "trainer.checkpoint_every=20000",
+        "trainer.progress=false",
+        "seed=0",
+    )
     run(cfg, tmp_path)
     acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
     acc.Reload()
@@ -37,7 +53,15 @@ def test_soft_option_critic_learns_pendulum(tmp_path):
     """Box-action options: 4k steps of the soft option-critic on Pendulum-v1 reach about -150 (random
     play about -1200 to -1500), as SAC does; 20k steps reach -110 (bench/RESULTS.md)."""
     torch.set_num_threads(2)
-    cfg = make_cfg("algo=soft_option_critic", "env=pendulum", "trainer.total_steps=4000", "trainer.eval_every=4000",
-                   "trainer.eval_episodes=5", "trainer.checkpoint_every=4000", "trainer.progress=false", "seed=0")
+    cfg = make_cfg(
+        "algo=soft_option_critic",
+        "env=pendulum",
+        "trainer.total_steps=4000",
+        "trainer.eval_every=4000",
+        "trainer.eval_episodes=5",
+        "trainer.checkpoint_every=4000",
+        "trainer.progress=false",
+        "seed=0",
+    )
     final_return = run(cfg, tmp_path)
     assert final_return > -400, final_return

@@ -62,8 +62,7 @@ def test_cql_logsumexp_importance_sampled_by_hand():
     # one critic, one state, N = 1 sampled action of each kind, act_dim 2
     q_rand, q_pi, q_next = (torch.tensor([[[v]]]) for v in (1.0, 2.0, 3.0))
     log_pi, log_next = torch.tensor([[-0.5]]), torch.tensor([[-1.5]])
-    out = losses.cql_logsumexp(q_rand, q_pi, q_next, log_pi, log_next, act_dim=2, temperature=1.0,
-                               importance_sample=True)
+    out = losses.cql_logsumexp(q_rand, q_pi, q_next, log_pi, log_next, act_dim=2, temperature=1.0, importance_sample=True)
     # uniform density on [-1,1]^2 is 1/4: terms 1 + log 4, 2 + 0.5, 3 + 1.5
     terms = [1.0 + math.log(4.0), 2.5, 4.5]
     expected = math.log(sum(math.exp(t) for t in terms))
@@ -140,8 +139,14 @@ def test_epsilon_greedy_value_and_option_target_by_hand():
     q = torch.tensor([[1.0, 3.0]])
     assert torch.allclose(epsilon_greedy_value(q, 0.2), torch.tensor([0.8 * 3 + 0.2 * 2.0]))
     # U = (1 − β) Q(s', ω) + β max Q(s') = 0.75·2 + 0.25·4 = 2.5; G = 1 + 0.5·2.5
-    args = dict(reward=torch.tensor([1.0]), beta_next=torch.tensor([0.25]), q_next=torch.tensor([[2.0, 4.0]]),
-                v_next=torch.tensor([4.0]), option=torch.tensor([0]), gamma=0.5)
+    args = dict(
+        reward=torch.tensor([1.0]),
+        beta_next=torch.tensor([0.25]),
+        q_next=torch.tensor([[2.0, 4.0]]),
+        v_next=torch.tensor([4.0]),
+        option=torch.tensor([0]),
+        gamma=0.5,
+    )
     assert torch.allclose(option_target(terminal=torch.tensor([0.0]), **args), torch.tensor([2.25]))
     assert torch.allclose(option_target(terminal=torch.tensor([1.0]), **args), torch.tensor([1.0]))
     # with an ε-greedy V(s') = 3.0 instead: U = 0.75·2 + 0.25·3 = 2.25; G = 1 + 0.5·2.25
@@ -151,8 +156,13 @@ def test_epsilon_greedy_value_and_option_target_by_hand():
 
 def test_every_option_target_by_hand():
     """Each option's own U(s', ω): ω0 0.5·2 + 0.5·4 = 3, ω1 0.75·4 + 0.25·4 = 4; G = 1 + 0.5 U."""
-    args = dict(reward=torch.tensor([1.0]), beta_next=torch.tensor([[0.5, 0.25]]), q_next=torch.tensor([[2.0, 4.0]]),
-                v_next=torch.tensor([4.0]), gamma=0.5)
+    args = dict(
+        reward=torch.tensor([1.0]),
+        beta_next=torch.tensor([[0.5, 0.25]]),
+        q_next=torch.tensor([[2.0, 4.0]]),
+        v_next=torch.tensor([4.0]),
+        gamma=0.5,
+    )
     assert torch.allclose(every_option_target(terminal=torch.tensor([0.0]), **args), torch.tensor([[2.5, 3.0]]))
     assert torch.allclose(every_option_target(terminal=torch.tensor([1.0]), **args), torch.tensor([[1.0, 1.0]]))
 

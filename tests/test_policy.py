@@ -14,9 +14,18 @@ import rlrun
 from rlrun.build import run
 from rlrun.rollout import load_run
 
-SMALL = ["dataset=pendulum", "dataset.id=test/pendulum/random-v0", "dataset.builder=null", "network.hidden_sizes=[32,32]",
-         "trainer.total_steps=50", "trainer.eval_every=50", "trainer.eval_episodes=1", "trainer.progress=false",
-         "device=cpu", "device.cpu_matmul=blas"]
+SMALL = [
+    "dataset=pendulum",
+    "dataset.id=test/pendulum/random-v0",
+    "dataset.builder=null",
+    "network.hidden_sizes=[32,32]",
+    "trainer.total_steps=50",
+    "trainer.eval_every=50",
+    "trainer.eval_episodes=1",
+    "trainer.progress=false",
+    "device=cpu",
+    "device.cpu_matmul=blas",
+]
 
 
 @pytest.fixture
@@ -38,34 +47,53 @@ def test_load_policy_acts_in_env_units_on_single_and_batched_observations(saved_
     assert np.abs(batch).max() <= 2.0
 
 
-FAMILIES = {"td3_bc": [*SMALL], "iql": [*SMALL], "cql": [*SMALL],
-            "option_critic": ["env=four_rooms", "trainer.total_steps=50", "trainer.eval_every=50", "trainer.learning_starts=10",
-                              "trainer.eval_episodes=1", "trainer.progress=false", "device=cpu", "env.max_episode_steps=30"]}
+FAMILIES = {
+    "td3_bc": [*SMALL],
+    "iql": [*SMALL],
+    "cql": [*SMALL],
+    "option_critic": [
+        "env=four_rooms",
+        "trainer.total_steps=50",
+        "trainer.eval_every=50",
+        "trainer.learning_starts=10",
+        "trainer.eval_episodes=1",
+        "trainer.progress=false",
+        "device=cpu",
+        "env.max_episode_steps=30",
+    ],
+}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_rlrun_eval_prints_the_policys_scores(tmp_path, pendulum_dataset, family):
     run(make_cfg(f"algo={family}", *FAMILIES[family]), tmp_path / "run")
-    out = subprocess.run([sys.executable, "-m", "rlrun.evaluate", str(tmp_path / "run"), "--episodes", "2"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "rlrun.evaluate", str(tmp_path / "run"), "--episodes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "at step 50, 2 episodes from seed 0" in out.stdout
     length = "30.00" if family == "option_critic" else "200.00"
     assert "return_mean" in out.stdout and f"length_mean        {length}" in out.stdout
 
 
-@pytest.mark.parametrize("args,message", [(["--episodes", "0"], "--episodes must be positive"),
-                                          ([], "holds no readable checkpoint")])
+@pytest.mark.parametrize(
+    "args,message", [(["--episodes", "0"], "--episodes must be positive"), ([], "holds no readable checkpoint")]
+)
 def test_rlrun_eval_bad_input_is_one_sentence_and_exit_2(tmp_path, args, message):
-    out = subprocess.run([sys.executable, "-m", "rlrun.evaluate", str(tmp_path), *args],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "rlrun.evaluate", str(tmp_path), *args], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_exported_file_gives_the_live_policys_actions(saved_run, fmt):
-    out = subprocess.run([sys.executable, "-m", "rlrun.export", str(saved_run), "--format", fmt],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "rlrun.export", str(saved_run), "--format", fmt], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     path = saved_run / "export" / f"policy_50.{'pt' if fmt == 'torchscript' else 'onnx'}"
     assert out.stdout.strip() == str(path)
@@ -80,8 +108,9 @@ def test_exported_file_gives_the_live_policys_actions(saved_run, fmt):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,env,vector", [("td3_bc", "pendulum", "sync"), ("sac", "pendulum", "async"),
-                                             ("option_critic", "four_rooms", "sync")])
+@pytest.mark.parametrize(
+    "name,env,vector", [("td3_bc", "pendulum", "sync"), ("sac", "pendulum", "async"), ("option_critic", "four_rooms", "sync")]
+)
 def test_vector_evaluation_equals_serial_evaluation(name, env, vector):
     """trainer.eval_envs: the same seeds give the same episodes as one env played serially."""
     from functools import partial

@@ -23,20 +23,45 @@ from rlrun.schema import ALGO_SCHEMAS
 from rlrun.trainer import NonFiniteError, Schedule, Trainer
 
 # one CPU matmul backend for every run: auto times the two at start, and two runs of a busy machine may choose apart
-SMALL = ["network.hidden_sizes=[32,32]", "trainer.progress=false", "trainer.eval_episodes=1", "trainer.log_every=50",
-         "device.cpu_matmul=blas"]
-ONLINE = ["algo=sac", "env=pendulum", "trainer.learning_starts=100", "trainer.eval_every=200",
-          "trainer.checkpoint_every=100", *SMALL]
-OFFLINE = ["algo=cql", "dataset=pendulum", "dataset.id=test/pendulum/random-v0", "dataset.builder=null",
-           "trainer.eval_every=200", "trainer.checkpoint_every=100", *SMALL]
+SMALL = [
+    "network.hidden_sizes=[32,32]",
+    "trainer.progress=false",
+    "trainer.eval_episodes=1",
+    "trainer.log_every=50",
+    "device.cpu_matmul=blas",
+]
+ONLINE = [
+    "algo=sac",
+    "env=pendulum",
+    "trainer.learning_starts=100",
+    "trainer.eval_every=200",
+    "trainer.checkpoint_every=100",
+    *SMALL,
+]
+OFFLINE = [
+    "algo=cql",
+    "dataset=pendulum",
+    "dataset.id=test/pendulum/random-v0",
+    "dataset.builder=null",
+    "trainer.eval_every=200",
+    "trainer.checkpoint_every=100",
+    *SMALL,
+]
 
 
 def final_weights(run_dir: Path) -> dict:
     return checkpoint.read(run_dir / "checkpoints" / "last.pt")["algo"]
 
 
-OPTIONS = ["algo=option_critic", "env=four_rooms", "trainer.learning_starts=100", "trainer.eval_every=200",
-           "trainer.checkpoint_every=100", "trainer.batch_size=32", *SMALL]
+OPTIONS = [
+    "algo=option_critic",
+    "env=four_rooms",
+    "trainer.learning_starts=100",
+    "trainer.eval_every=200",
+    "trainer.checkpoint_every=100",
+    "trainer.batch_size=32",
+    *SMALL,
+]
 
 
 def assert_identical(a, b, name: str = "algo") -> None:
@@ -51,8 +76,7 @@ def assert_identical(a, b, name: str = "algo") -> None:
 
 def resume_cases() -> dict[str, list[str]]:
     """Every registered algorithm on data it learns from; SAC online too."""
-    cases = {"online_sac": ONLINE, "option_critic": OPTIONS,
-             "soft_option_critic": [*ONLINE, "algo=soft_option_critic"]}
+    cases = {"online_sac": ONLINE, "option_critic": OPTIONS, "soft_option_critic": [*ONLINE, "algo=soft_option_critic"]}
     for name, schema in ALGO_SCHEMAS.items():
         if not get_class(schema._target_).online_only:
             cases[f"offline_{name}"] = [*OFFLINE, f"algo={name}"]
@@ -81,8 +105,11 @@ def test_resume_keeps_the_cpu_matmul_its_run_chose(tmp_path, pendulum_dataset):
     run(make_cfg(*OFFLINE, "trainer.total_steps=200", "device.cpu_matmul=blas"), tmp_path / "split")
     assert checkpoint.read(tmp_path / "split" / "checkpoints" / "last.pt")["cpu_matmul"] == "blas"
     onednn.use("onednn" if onednn.available() else "blas")  # what auto may pick in a new process
-    run(make_cfg(*OFFLINE, f"resume={tmp_path / 'split'}"), tmp_path / "split",
-        ["trainer.total_steps=400", "device.cpu_matmul=auto"])
+    run(
+        make_cfg(*OFFLINE, f"resume={tmp_path / 'split'}"),
+        tmp_path / "split",
+        ["trainer.total_steps=400", "device.cpu_matmul=auto"],
+    )
     assert onednn.current() == "blas"
     assert_identical(final_weights(tmp_path / "straight"), final_weights(tmp_path / "split"))
 
@@ -99,8 +126,9 @@ def test_sigkill_at_random_steps_then_resume_is_bit_identical(tmp_path, args, pe
     rng = random.Random(0)
     for attempt in range(3):
         run_args = [*on_resume, f"resume={killed}"] if attempt else [*common, f"hydra.run.dir={killed}"]
-        proc = subprocess.Popen([sys.executable, "-m", "rlrun.cli", *run_args], cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rlrun.cli", *run_args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(6, 12))
         proc.kill()
         proc.wait()
@@ -167,9 +195,13 @@ def test_cli_non_finite_message_and_exit(tmp_path, pendulum_dataset):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_checkpoint_and_exits_nonzero(tmp_path, sig):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "rlrun.cli", *ONLINE, "trainer.total_steps=100000",
-                             f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlrun.cli", *ONLINE, "trainer.total_steps=100000", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not list(run_dir.glob("events.out.tfevents.*")) and time.time() < deadline:
         time.sleep(0.5)
@@ -187,8 +219,16 @@ def test_full_disk_at_a_checkpoint_is_a_clear_error_and_keeps_the_older_ones(tmp
     """A file-size limit makes the OS refuse the write, as a full disk does: step 500's checkpoint
     (about 115 kB) fits under it, step 1000's (about 136 kB) does not."""
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "rlrun.cli", *ONLINE, "trainer.eval_every=1000", "trainer.checkpoint_every=500",
-            "trainer.total_steps=1500", f"hydra.run.dir={run_dir}"]
+    args = [
+        sys.executable,
+        "-m",
+        "rlrun.cli",
+        *ONLINE,
+        "trainer.eval_every=1000",
+        "trainer.checkpoint_every=500",
+        "trainer.total_steps=1500",
+        f"hydra.run.dir={run_dir}",
+    ]
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (125_000, 125_000))  # noqa: E731
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=limit)
     assert result.returncode == 2, result.stderr[-2000:]

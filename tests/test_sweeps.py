@@ -15,13 +15,28 @@ from conftest import rlrun
 from rlrun import checkpoint
 from rlrun.report import iqm, iqm_with_ci
 
-TINY = ["trainer.learning_starts=50", "trainer.eval_every=100", "trainer.eval_episodes=1", "trainer.log_every=50",
-        "trainer.progress=false", "network.hidden_sizes=[16,16]"]
+TINY = [
+    "trainer.learning_starts=50",
+    "trainer.eval_every=100",
+    "trainer.eval_episodes=1",
+    "trainer.log_every=50",
+    "trainer.progress=false",
+    "network.hidden_sizes=[16,16]",
+]
 
 
 def test_joblib_multirun_gives_separate_runs_and_report(tmp_path):
-    result = rlrun("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "algo=sac", "env=pendulum", "seed=0,1",
-                   "trainer.total_steps=200", *TINY, cwd=tmp_path)
+    result = rlrun(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "algo=sac",
+        "env=pendulum",
+        "seed=0,1",
+        "trainer.total_steps=200",
+        *TINY,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     sweeps = list((tmp_path / "outputs" / "multirun").glob("*/*"))
     assert len(sweeps) == 1
@@ -41,8 +56,16 @@ def test_joblib_multirun_gives_separate_runs_and_report(tmp_path):
 def test_preempted_job_rerun_in_its_directory_resumes(tmp_path):
     """What a SLURM requeue does: the same job, in the same directory, after SIGTERM."""
     run_dir = tmp_path / "job"
-    args = [sys.executable, "-m", "rlrun.cli", "algo=sac", "env=pendulum", "trainer.total_steps=100000", *TINY,
-            f"hydra.run.dir={run_dir}"]
+    args = [
+        sys.executable,
+        "-m",
+        "rlrun.cli",
+        "algo=sac",
+        "env=pendulum",
+        "trainer.total_steps=100000",
+        *TINY,
+        f"hydra.run.dir={run_dir}",
+    ]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not list(run_dir.glob("events.out.tfevents.*")) and time.time() < deadline:
@@ -51,8 +74,9 @@ def test_preempted_job_rerun_in_its_directory_resumes(tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     stopped = checkpoint.read(run_dir / "checkpoints" / "last.pt")["step"]
-    again = rlrun("algo=sac", "env=pendulum", f"trainer.total_steps={stopped + 100}", *TINY,
-                  f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    again = rlrun(
+        "algo=sac", "env=pendulum", f"trainer.total_steps={stopped + 100}", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert "already holds checkpoints" in again.stdout + again.stderr
     final = checkpoint.read(run_dir / "checkpoints" / "last.pt")
@@ -60,10 +84,22 @@ def test_preempted_job_rerun_in_its_directory_resumes(tmp_path):
 
 
 def test_optuna_sweep_prints_best_parameters(tmp_path, pendulum_dataset):
-    result = rlrun("-m", "hydra/sweeper=cql_search", "hydra.sweeper.n_trials=4", "algo=cql", "dataset=pendulum",
-                   "dataset.id=test/pendulum/random-v0", "dataset.builder=null", "trainer.total_steps=30",
-                   "trainer.eval_every=30", "trainer.eval_episodes=1", "trainer.log_every=10", "trainer.progress=false",
-                   "network.hidden_sizes=[16,16]", cwd=tmp_path)
+    result = rlrun(
+        "-m",
+        "hydra/sweeper=cql_search",
+        "hydra.sweeper.n_trials=4",
+        "algo=cql",
+        "dataset=pendulum",
+        "dataset.id=test/pendulum/random-v0",
+        "dataset.builder=null",
+        "trainer.total_steps=30",
+        "trainer.eval_every=30",
+        "trainer.eval_episodes=1",
+        "trainer.log_every=10",
+        "trainer.progress=false",
+        "network.hidden_sizes=[16,16]",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert log.count("Launching 1 jobs locally") == 4
@@ -71,8 +107,17 @@ def test_optuna_sweep_prints_best_parameters(tmp_path, pendulum_dataset):
 
 
 def test_slurm_launcher_settings_are_shown(tmp_path):
-    result = rlrun("-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "algo=sac", "env=pendulum",
-                   "--cfg", "hydra", cwd=tmp_path, timeout=60)
+    result = rlrun(
+        "-m",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "algo=sac",
+        "env=pendulum",
+        "--cfg",
+        "hydra",
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SlurmLauncher" in result.stdout and "partition: gpu" in result.stdout
     assert "max_num_timeout: 20" in result.stdout
@@ -108,11 +153,16 @@ def test_report_names_algorithm_by_dataset_groups_and_gives_last_and_best():
     def run(algo: str, dataset: str, seed: int, values: list[float]) -> Run:
         extra = {f"algo.k{i}": (algo, i) for i in range(5)}  # presets differ in many keys
         config = {"algo._target_": f"rlrun.algos.{algo.lower()}.{algo}", "dataset.id": dataset, "seed": seed, **extra}
-        return Run(Path(f"/{algo}/{dataset}/{seed}"), config,
-                   {"eval/normalized_score": (np.arange(len(values)), np.array(values))})
+        return Run(
+            Path(f"/{algo}/{dataset}/{seed}"), config, {"eval/normalized_score": (np.arange(len(values)), np.array(values))}
+        )
 
-    runs = [run("CQL", "d/a-v0", 0, [10, 90, 80]), run("CQL", "d/a-v0", 1, [20, 70, 60]),
-            run("SAC", "d/a-v0", 0, [5, 6, 7]), run("CQL", "d/b-v0", 0, [1, 2, 3])]
+    runs = [
+        run("CQL", "d/a-v0", 0, [10, 90, 80]),
+        run("CQL", "d/a-v0", 1, [20, 70, 60]),
+        run("SAC", "d/a-v0", 0, [5, 6, 7]),
+        run("CQL", "d/b-v0", 0, [1, 2, 3]),
+    ]
     groups = group_runs(runs)
     assert sorted(groups) == ["CQL on d/a-v0", "CQL on d/b-v0", "SAC on d/a-v0"]
     row = next(r for r in table(groups, ["eval/normalized_score"]) if r["group"] == "CQL on d/a-v0")

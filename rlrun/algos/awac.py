@@ -28,9 +28,21 @@ class AWAC:
     discrete_actions = False
     learns_from_latest = False
 
-    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, gamma: float,
-                 tau: float, actor_lr: float, critic_lr: float, awac_lambda: float, max_weight: float,
-                 num_critics: int) -> None:
+    def __init__(
+        self,
+        *,
+        obs_dim: int,
+        act_dim: int,
+        network: MLPSpec,
+        device: torch.device,
+        gamma: float,
+        tau: float,
+        actor_lr: float,
+        critic_lr: float,
+        awac_lambda: float,
+        max_weight: float,
+        num_critics: int,
+    ) -> None:
         self.gamma, self.tau, self.awac_lambda, self.max_weight = gamma, tau, awac_lambda, max_weight
         self.obs_norm = ObsNormalizer(obs_dim).to(device)
         self.actor = GaussianActor(obs_dim, act_dim, network, tanh_mean=False, dropout=0.0).to(device)

@@ -69,8 +69,10 @@ def check_contract(algo: Any) -> None:
     if not callable(getattr(getattr(algo, "obs_norm", None), "set", None)):
         missing.append("attribute obs_norm (an rlrun.nets.ObsNormalizer)")
     if missing:
-        raise ContractError(f"{cls.__module__}.{cls.__qualname__} does not keep rlrun's algorithm contract: "
-                            f"it lacks {', '.join(missing)} (see rlrun/algos/base.py).")
+        raise ContractError(
+            f"{cls.__module__}.{cls.__qualname__} does not keep rlrun's algorithm contract: "
+            f"it lacks {', '.join(missing)} (see rlrun/algos/base.py)."
+        )
 
 
 def memoryless(self: Any) -> None:

@@ -21,12 +21,16 @@ class BC:
     discrete_actions = False
     learns_from_latest = False
 
-    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, actor_lr: float,
-                 gaussian: bool) -> None:
+    def __init__(
+        self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, actor_lr: float, gaussian: bool
+    ) -> None:
         self.gaussian = gaussian
         self.obs_norm = ObsNormalizer(obs_dim).to(device)
-        self.actor = (GaussianActor(obs_dim, act_dim, network, tanh_mean=True, dropout=0.0) if gaussian
-                      else DeterministicActor(obs_dim, act_dim, network)).to(device)
+        self.actor = (
+            GaussianActor(obs_dim, act_dim, network, tanh_mean=True, dropout=0.0)
+            if gaussian
+            else DeterministicActor(obs_dim, act_dim, network)
+        ).to(device)
         self.actor_opt = adam(self.actor.parameters(), lr=actor_lr)
 
     initial_state = memoryless

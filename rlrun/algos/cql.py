@@ -19,9 +19,22 @@ from rlrun.losses import cql_difference, cql_logsumexp, critic_mse, lagrange_ter
 
 
 class CQL(SAC):
-    def __init__(self, *, cql_alpha: float, n_actions: int, temperature: float, importance_sample: bool,
-                 lagrange: bool, target_action_gap: float, alpha_prime_lr: float, max_target_backup: bool,
-                 bc_steps: int, clip_diff_min: float, clip_diff_max: float, **sac_settings) -> None:
+    def __init__(
+        self,
+        *,
+        cql_alpha: float,
+        n_actions: int,
+        temperature: float,
+        importance_sample: bool,
+        lagrange: bool,
+        target_action_gap: float,
+        alpha_prime_lr: float,
+        max_target_backup: bool,
+        bc_steps: int,
+        clip_diff_min: float,
+        clip_diff_max: float,
+        **sac_settings,
+    ) -> None:
         super().__init__(**sac_settings)
         self.cql_alpha, self.n_actions, self.temperature = cql_alpha, n_actions, temperature
         self.importance_sample, self.lagrange, self.target_action_gap = importance_sample, lagrange, target_action_gap
@@ -55,13 +68,15 @@ class CQL(SAC):
         q_all = self.critic(batch.obs.unsqueeze(1), actions)  # (n_critics, B, 1 + 3N)
         q_data = q_all[..., 0]
         q_rand, q_pi, q_next_pi = q_all[..., 1:].split(n, -1)  # 3 × (n_critics, B, N)
-        ood = cql_logsumexp(q_rand, q_pi, q_next_pi, pi_log_prob[:, 0], pi_log_prob[:, 1],
-                            self.act_dim, self.temperature, self.importance_sample)
+        ood = cql_logsumexp(
+            q_rand, q_pi, q_next_pi, pi_log_prob[:, 0], pi_log_prob[:, 1], self.act_dim, self.temperature, self.importance_sample
+        )
         diff = cql_difference(ood, q_data, *self.clip_diff)  # (n_critics,)
         metrics = {"train/q_mean": q_data.detach().mean(), "train/cql_diff": diff.detach().mean()}
         if self.lagrange:
             penalty, metrics["train/alpha_prime_loss"] = lagrange_terms(
-                self.log_alpha_prime, diff, self.cql_alpha, self.target_action_gap)
+                self.log_alpha_prime, diff, self.cql_alpha, self.target_action_gap
+            )
             metrics["train/alpha_prime"] = self.log_alpha_prime.detach().exp()
         else:
             penalty = self.cql_alpha * diff

@@ -36,9 +36,25 @@ class IQL:
     discrete_actions = False
     learns_from_latest = False
 
-    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, gamma: float,
-                 tau: float, actor_lr: float, critic_lr: float, value_lr: float, expectile: float, beta: float,
-                 max_weight: float, actor_dropout: float, lr_schedule_steps: int, num_critics: int) -> None:
+    def __init__(
+        self,
+        *,
+        obs_dim: int,
+        act_dim: int,
+        network: MLPSpec,
+        device: torch.device,
+        gamma: float,
+        tau: float,
+        actor_lr: float,
+        critic_lr: float,
+        value_lr: float,
+        expectile: float,
+        beta: float,
+        max_weight: float,
+        actor_dropout: float,
+        lr_schedule_steps: int,
+        num_critics: int,
+    ) -> None:
         self.gamma, self.tau, self.expectile, self.beta, self.max_weight = gamma, tau, expectile, beta, max_weight
         self.obs_norm = ObsNormalizer(obs_dim).to(device)
         self.actor = GaussianActor(obs_dim, act_dim, network, tanh_mean=True, dropout=actor_dropout).to(device)
@@ -66,8 +82,7 @@ class IQL:
         critic_loss = critic_mse(q, td_target(batch.rew, batch.terminal, next_v, self.gamma))
         weights = advantage_weights(advantage, self.beta, self.max_weight)
         actor_loss = weighted_log_likelihood_loss(self.actor.log_prob(batch.obs, batch.act), weights)
-        metrics = {"train/q_mean": q.detach().mean(), "train/v_mean": v.detach().mean(),
-                   "train/weight_mean": weights.mean()}
+        metrics = {"train/q_mean": q.detach().mean(), "train/v_mean": v.detach().mean(), "train/weight_mean": weights.mean()}
         return value_loss, critic_loss, actor_loss, metrics
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -75,5 +90,8 @@ class IQL:
         joint_step((self.value_opt, value_loss), (self.critic_opt, critic_loss), (self.actor_opt, actor_loss))
         self.actor_schedule.step()
         soft_update(*self._soft_pairs, self.tau)
-        return metrics | {"train/value_loss": value_loss.detach(), "train/critic_loss": critic_loss.detach(),
-                          "train/actor_loss": actor_loss.detach()}
+        return metrics | {
+            "train/value_loss": value_loss.detach(),
+            "train/critic_loss": critic_loss.detach(),
+            "train/actor_loss": actor_loss.detach(),
+        }

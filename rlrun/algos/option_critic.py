@@ -39,10 +39,28 @@ class OptionCritic:
     discrete_actions = None
     learns_from_latest = True
 
-    def __init__(self, *, obs_dim: int, act_dim: int, discrete: bool, network: MLPSpec, device: torch.device,
-                 n_options: int, gamma: float, critic_lr: float, actor_lr: float, termination_lr: float,
-                 termination_reg: float, entropy_coef: float, epsilon_start: float, epsilon_end: float,
-                 epsilon_decay_steps: int, critic_every: int, target_every: int, stats_rate: float) -> None:
+    def __init__(
+        self,
+        *,
+        obs_dim: int,
+        act_dim: int,
+        discrete: bool,
+        network: MLPSpec,
+        device: torch.device,
+        n_options: int,
+        gamma: float,
+        critic_lr: float,
+        actor_lr: float,
+        termination_lr: float,
+        termination_reg: float,
+        entropy_coef: float,
+        epsilon_start: float,
+        epsilon_end: float,
+        epsilon_decay_steps: int,
+        critic_every: int,
+        target_every: int,
+        stats_rate: float,
+    ) -> None:
         self.obs_norm = ObsNormalizer(obs_dim).to(device)  # identity: option-critic learns online from raw observations
         self.n_options, self.gamma, self.xi, self.eta = n_options, gamma, termination_reg, entropy_coef
         self.eps_start, self.eps_end, self.eps_steps = epsilon_start, epsilon_end, epsilon_decay_steps
@@ -50,8 +68,12 @@ class OptionCritic:
         self._build_critic(obs_dim, act_dim, network, device, critic_lr)
         self.termination = mlp(obs_dim, n_options, network).to(device)  # logits of β_ω(s)
         self.policies = OptionPolicies(obs_dim, act_dim, n_options, discrete, network).to(device)
-        self.actor_opt = adam([{"params": self.policies.parameters(), "lr": actor_lr},
-                               {"params": self.termination.parameters(), "lr": termination_lr}])
+        self.actor_opt = adam(
+            [
+                {"params": self.policies.parameters(), "lr": actor_lr},
+                {"params": self.termination.parameters(), "lr": termination_lr},
+            ]
+        )
         self.env_steps = torch.zeros((), dtype=torch.long)  # CPU counters: no device sync
         self.updates = torch.zeros((), dtype=torch.long)
         self.usage = torch.full((n_options,), 1.0 / n_options, device=device)  # EMA of option frequencies
@@ -59,8 +81,7 @@ class OptionCritic:
         self.critic_loss_last = torch.zeros((), device=device)  # from the latest critic step, for logging
         self.beta_last = torch.zeros(n_options, device=device)  # mean β_ω(s') of that step's batch
 
-    def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device,
-                      critic_lr: float) -> None:
+    def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, critic_lr: float) -> None:
         """Q_Ω(s, ·) for all options, its target copy and its optimizer."""
         self.q = mlp(obs_dim, self.n_options, network).to(device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
@@ -120,8 +141,7 @@ class OptionCritic:
     def target(self, batch: Batch, beta_next: Tensor) -> Tensor:
         """G = r + γ(1 − d) U(s', ω) with the target critic; (B,)."""
         q_next = self.q_target(batch.next_obs)  # (B, K)
-        return option_target(batch.rew, batch.terminal, beta_next, q_next, q_next.max(-1).values, batch.option,
-                             self.gamma)
+        return option_target(batch.rew, batch.terminal, beta_next, q_next, q_next.max(-1).values, batch.option, self.gamma)
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Intra-option Q-learning on a replay batch; also returns β of every option there (B, K)."""
@@ -142,8 +162,12 @@ class OptionCritic:
         log_prob, entropy = self.policies.log_prob_entropy(latest.obs, option, latest.act)
         term = termination_loss(beta_next, advantage_next, self.xi, latest.terminal)
         policy = intra_option_pg_loss(log_prob, advantage, entropy, self.eta)
-        return term + policy, {"train/termination_loss": term.detach(), "train/policy_loss": policy.detach(),
-                               "train/entropy": entropy.detach().mean(), "train/advantage": advantage.mean()}
+        return term + policy, {
+            "train/termination_loss": term.detach(),
+            "train/policy_loss": policy.detach(),
+            "train/entropy": entropy.detach().mean(),
+            "train/advantage": advantage.mean(),
+        }
 
     def update(self, batch: Batch, latest: Batch) -> dict[str, Tensor]:
         """Actor step on `latest` every call; critic step on the replay `batch` every critic_every calls."""
@@ -156,8 +180,7 @@ class OptionCritic:
             self.critic_loss_last, self.beta_last = critic_loss.detach(), beta_all.mean(0)
         if int(self.updates) % self.target_every == 0:
             torch._foreach_copy_(*self._target_pairs)
-        return metrics | self.option_stats() | {"train/critic_loss": self.critic_loss_last,
-                                                "train/epsilon": self.epsilon}
+        return metrics | self.option_stats() | {"train/critic_loss": self.critic_loss_last, "train/epsilon": self.epsilon}
 
     def option_stats(self) -> dict[str, Tensor]:
         """Per option: usage frequency and mean β over the last critic batch; mean option duration."""

@@ -30,16 +30,31 @@ class ReBRAC:
     discrete_actions = False
     learns_from_latest = False
 
-    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, gamma: float,
-                 tau: float, actor_lr: float, critic_lr: float, policy_noise: float, noise_clip: float,
-                 policy_freq: int, num_critics: int, actor_bc_coef: float, critic_bc_coef: float,
-                 normalize_q: bool, critic_layer_norm: bool) -> None:
+    def __init__(
+        self,
+        *,
+        obs_dim: int,
+        act_dim: int,
+        network: MLPSpec,
+        device: torch.device,
+        gamma: float,
+        tau: float,
+        actor_lr: float,
+        critic_lr: float,
+        policy_noise: float,
+        noise_clip: float,
+        policy_freq: int,
+        num_critics: int,
+        actor_bc_coef: float,
+        critic_bc_coef: float,
+        normalize_q: bool,
+        critic_layer_norm: bool,
+    ) -> None:
         self.gamma, self.tau = gamma, tau
         self.policy_noise, self.noise_clip, self.policy_freq = policy_noise, noise_clip, policy_freq
         self.actor_bc_coef, self.critic_bc_coef, self.normalize_q = actor_bc_coef, critic_bc_coef, normalize_q
         critic_spec = replace(network, layer_norm=network.layer_norm or critic_layer_norm)
-        build_delayed_actor_critic(self, obs_dim, act_dim, network, critic_spec, device, actor_lr, critic_lr,
-                                   num_critics)
+        build_delayed_actor_critic(self, obs_dim, act_dim, network, critic_spec, device, actor_lr, critic_lr, num_critics)
 
     initial_state = memoryless
     act = act_with_actor

@@ -27,10 +27,24 @@ class SAC:
     discrete_actions = False
     learns_from_latest = False
 
-    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, gamma: float,
-                 tau: float, actor_lr: float, critic_lr: float, alpha_lr: float, init_alpha: float,
-                 autotune_alpha: bool, target_entropy: float | None, num_critics: int,
-                 backup_entropy: bool) -> None:
+    def __init__(
+        self,
+        *,
+        obs_dim: int,
+        act_dim: int,
+        network: MLPSpec,
+        device: torch.device,
+        gamma: float,
+        tau: float,
+        actor_lr: float,
+        critic_lr: float,
+        alpha_lr: float,
+        init_alpha: float,
+        autotune_alpha: bool,
+        target_entropy: float | None,
+        num_critics: int,
+        backup_entropy: bool,
+    ) -> None:
         self.act_dim, self.gamma, self.tau = act_dim, gamma, tau
         self.autotune_alpha, self.backup_entropy = autotune_alpha, backup_entropy
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
@@ -78,16 +92,22 @@ class SAC:
         actor_loss, log_prob = self.actor_loss(batch)
         critic_loss, metrics = self.critic_loss(batch)
         soft_actor_critic_step(self, actor_loss, log_prob, critic_loss, *self.auxiliary_steps(metrics))
-        return {**metrics, "train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach(),
-                "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean()}
+        return {
+            **metrics,
+            "train/critic_loss": critic_loss.detach(),
+            "train/actor_loss": actor_loss.detach(),
+            "train/alpha": self.alpha,
+            "train/entropy": -log_prob.detach().mean(),
+        }
 
     def auxiliary_steps(self, metrics: dict[str, Tensor]) -> list[tuple[torch.optim.Optimizer, Tensor]]:
         """Further (optimizer, loss) pairs of a subclass's update, taken from the critic's metrics."""
         return []
 
 
-def soft_actor_critic_step(algo: Any, actor_loss: Tensor, log_prob: Tensor, critic_loss: Tensor,
-                           *auxiliary: tuple[torch.optim.Optimizer, Tensor]) -> None:
+def soft_actor_critic_step(
+    algo: Any, actor_loss: Tensor, log_prob: Tensor, critic_loss: Tensor, *auxiliary: tuple[torch.optim.Optimizer, Tensor]
+) -> None:
     """The SAC family's update from losses at the current parameters: one backward for the actor,
     temperature (when tuned), critic and `auxiliary` losses, every optimizer steps, then the
     Polyak targets follow. The actor loss sees the critics `frozen`, so the gradients are disjoint.

@@ -50,26 +50,61 @@ class SoftOptionCritic(OptionCritic):
     discrete_actions = False
     learns_from_latest = False
 
-    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, n_options: int,
-                 gamma: float, tau: float, critic_lr: float, actor_lr: float, termination_lr: float,
-                 alpha_lr: float, init_alpha: float, autotune_alpha: bool, target_entropy: float | None,
-                 num_critics: int, termination_reg: float, epsilon_start: float, epsilon_end: float,
-                 epsilon_decay_steps: int, stats_rate: float, critic_every_option: bool, critic_huber: float) -> None:
+    def __init__(
+        self,
+        *,
+        obs_dim: int,
+        act_dim: int,
+        network: MLPSpec,
+        device: torch.device,
+        n_options: int,
+        gamma: float,
+        tau: float,
+        critic_lr: float,
+        actor_lr: float,
+        termination_lr: float,
+        alpha_lr: float,
+        init_alpha: float,
+        autotune_alpha: bool,
+        target_entropy: float | None,
+        num_critics: int,
+        termination_reg: float,
+        epsilon_start: float,
+        epsilon_end: float,
+        epsilon_decay_steps: int,
+        stats_rate: float,
+        critic_every_option: bool,
+        critic_huber: float,
+    ) -> None:
         self.num_critics, self.tau, self.autotune_alpha = num_critics, tau, autotune_alpha
         self.critic_every_option = critic_every_option
         self.value_loss = partial(critic_huber_loss, delta=critic_huber) if critic_huber > 0 else critic_mse
-        super().__init__(obs_dim=obs_dim, act_dim=act_dim, discrete=False, network=network, device=device,
-                         n_options=n_options, gamma=gamma, critic_lr=critic_lr, actor_lr=actor_lr,
-                         termination_lr=termination_lr, termination_reg=termination_reg, entropy_coef=0.0,
-                         epsilon_start=epsilon_start, epsilon_end=epsilon_end, epsilon_decay_steps=epsilon_decay_steps,
-                         critic_every=1, target_every=1, stats_rate=stats_rate)
+        super().__init__(
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            discrete=False,
+            network=network,
+            device=device,
+            n_options=n_options,
+            gamma=gamma,
+            critic_lr=critic_lr,
+            actor_lr=actor_lr,
+            termination_lr=termination_lr,
+            termination_reg=termination_reg,
+            entropy_coef=0.0,
+            epsilon_start=epsilon_start,
+            epsilon_end=epsilon_end,
+            epsilon_decay_steps=epsilon_decay_steps,
+            critic_every=1,
+            target_every=1,
+            stats_rate=stats_rate,
+        )
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
         self.log_alpha = torch.tensor(math.log(init_alpha), device=device, requires_grad=True)
         self.alpha_opt = adam([self.log_alpha], lr=alpha_lr)
         self.eye = torch.eye(n_options, device=device)
 
-    def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device,
-                      critic_lr: float) -> None:
+    def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, critic_lr: float) -> None:
         """Q_U(s, ω, a) ensemble (ω enters as a one-hot beside s), its Polyak target and optimizer."""
         self.critic = CriticEnsemble(obs_dim + self.n_options, act_dim, network, self.num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -102,8 +137,9 @@ class SoftOptionCritic(OptionCritic):
         q = self.critic_target(self.with_options(next_obs), act).min(0).values  # (n, B, K) -> (B, K)
         return q - self.alpha * log_prob
 
-    def critic_loss(self, batch: Batch, obs_option: Tensor, beta_all: Tensor, q_next: Tensor,
-                    v_next: Tensor) -> tuple[Tensor, Tensor]:
+    def critic_loss(
+        self, batch: Batch, obs_option: Tensor, beta_all: Tensor, q_next: Tensor, v_next: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Σ_i MSE of Q_U,i(s, ω, a) against G_ω, for the running option ω (obs_option: s beside its
         one-hot), or for every option (`critic_every_option`); returns it and the running option's Q_U (n, B)."""
         target = every_option_target(batch.rew, batch.terminal, beta_all.detach(), q_next, v_next, self.gamma)  # (B, K)
@@ -127,8 +163,12 @@ class SoftOptionCritic(OptionCritic):
         act, log_prob = self.policies.rsample(batch.obs, batch.option)  # (B, A), (B,): the running option's
         q_pi = frozen(self.critic, obs_option, act).min(0).values  # (n, B) -> (B,)
         policy = sac_actor_loss(self.alpha, log_prob, q_pi)
-        metrics = {"train/q_mean": q.detach().mean(), "train/termination_loss": term.detach(),
-                   "train/policy_loss": policy.detach(), "train/advantage": advantage_next.mean()}
+        metrics = {
+            "train/q_mean": q.detach().mean(),
+            "train/termination_loss": term.detach(),
+            "train/policy_loss": policy.detach(),
+            "train/advantage": advantage_next.mean(),
+        }
         return critic, policy, term, log_prob, beta_all.detach(), metrics
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -136,6 +176,13 @@ class SoftOptionCritic(OptionCritic):
         critic_loss, policy_loss, term_loss, log_prob, beta_all, metrics = self.losses(batch)
         soft_actor_critic_step(self, policy_loss + term_loss, log_prob, critic_loss)
         self.critic_loss_last, self.beta_last = critic_loss.detach(), beta_all.mean(0)
-        return metrics | self.option_stats() | {
-            "train/critic_loss": self.critic_loss_last, "train/alpha": self.alpha,
-            "train/entropy": -log_prob.detach().mean(), "train/epsilon": self.epsilon}
+        return (
+            metrics
+            | self.option_stats()
+            | {
+                "train/critic_loss": self.critic_loss_last,
+                "train/alpha": self.alpha,
+                "train/entropy": -log_prob.detach().mean(),
+                "train/epsilon": self.epsilon,
+            }
+        )

@@ -27,8 +27,17 @@ from rlrun.losses import critic_mse, smoothed_target_action, soft_update, td3_bc
 from rlrun.nets import CriticEnsemble, DeterministicActor, MLPSpec, ObsNormalizer, frozen
 
 
-def build_delayed_actor_critic(algo: Any, obs_dim: int, act_dim: int, actor_spec: MLPSpec, critic_spec: MLPSpec,
-                               device: torch.device, actor_lr: float, critic_lr: float, num_critics: int) -> None:
+def build_delayed_actor_critic(
+    algo: Any,
+    obs_dim: int,
+    act_dim: int,
+    actor_spec: MLPSpec,
+    critic_spec: MLPSpec,
+    device: torch.device,
+    actor_lr: float,
+    critic_lr: float,
+    num_critics: int,
+) -> None:
     """Set the normalizer, actor, critics, their targets and optimizers as attributes of `algo`."""
     algo.obs_norm = ObsNormalizer(obs_dim).to(device)
     algo.actor = DeterministicActor(obs_dim, act_dim, actor_spec).to(device)
@@ -39,8 +48,10 @@ def build_delayed_actor_critic(algo: Any, obs_dim: int, act_dim: int, actor_spec
     algo.critic_opt = adam(algo.critic.parameters(), lr=critic_lr)
     algo.updates = torch.zeros((), dtype=torch.long)  # CPU counter of the policy delay: no device sync
     algo.actor_loss_last = torch.zeros((), device=device)  # from the latest actor step, for logging
-    algo._soft_pairs = ([*algo.actor_target.parameters(), *algo.critic_target.parameters()],
-                        [*algo.actor.parameters(), *algo.critic.parameters()])
+    algo._soft_pairs = (
+        [*algo.actor_target.parameters(), *algo.critic_target.parameters()],
+        [*algo.actor.parameters(), *algo.critic.parameters()],
+    )
 
 
 @torch.no_grad()
@@ -50,8 +61,13 @@ def smoothed_next_action(algo: Any, next_obs: Tensor) -> Tensor:
     return smoothed_target_action(action, torch.randn_like(action) * algo.policy_noise, algo.noise_clip)
 
 
-def delayed_step(algo: Any, batch: Batch, critic_loss: Tensor, metrics: dict[str, Tensor],
-                 actor_loss: Callable[[Batch], tuple[Tensor, dict[str, Tensor]]]) -> dict[str, Tensor]:
+def delayed_step(
+    algo: Any,
+    batch: Batch,
+    critic_loss: Tensor,
+    metrics: dict[str, Tensor],
+    actor_loss: Callable[[Batch], tuple[Tensor, dict[str, Tensor]]],
+) -> dict[str, Tensor]:
     """The critic steps every update; every `policy_freq`-th the actor steps too (one backward) and
     the targets follow. Returns the metrics with the critic's and the latest actor loss."""
     algo.updates += 1
@@ -72,9 +88,23 @@ class TD3BC:
     discrete_actions = False
     learns_from_latest = False
 
-    def __init__(self, *, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, gamma: float,
-                 tau: float, actor_lr: float, critic_lr: float, policy_noise: float, noise_clip: float,
-                 policy_freq: int, alpha: float, num_critics: int) -> None:
+    def __init__(
+        self,
+        *,
+        obs_dim: int,
+        act_dim: int,
+        network: MLPSpec,
+        device: torch.device,
+        gamma: float,
+        tau: float,
+        actor_lr: float,
+        critic_lr: float,
+        policy_noise: float,
+        noise_clip: float,
+        policy_freq: int,
+        alpha: float,
+        num_critics: int,
+    ) -> None:
         self.gamma, self.tau, self.alpha = gamma, tau, alpha
         self.policy_noise, self.noise_clip, self.policy_freq = policy_noise, noise_clip, policy_freq
         build_delayed_actor_critic(self, obs_dim, act_dim, network, network, device, actor_lr, critic_lr, num_critics)

@@ -37,9 +37,14 @@ def replay(env: gym.Env, demo: dict, episode_id: int) -> EpisodeBuffer:
         rewards.append(reward)
     truncations = np.zeros(len(actions), dtype=bool)
     truncations[-1] = True
-    return EpisodeBuffer(id=episode_id, observations=np.asarray(observations), actions=actions,
-                         rewards=np.asarray(rewards), terminations=np.zeros(len(actions), dtype=bool),
-                         truncations=truncations)
+    return EpisodeBuffer(
+        id=episode_id,
+        observations=np.asarray(observations),
+        actions=actions,
+        rewards=np.asarray(rewards),
+        terminations=np.zeros(len(actions), dtype=bool),
+        truncations=truncations,
+    )
 
 
 def import_door_demos(dataset_id: str, path: str) -> minari.MinariDataset:
@@ -48,8 +53,10 @@ def import_door_demos(dataset_id: str, path: str) -> minari.MinariDataset:
 
     demo_path = Path(path).expanduser()
     if not demo_path.is_file():
-        raise UserError(f"the door demonstrations file {demo_path} does not exist; point RLRUN_DOOR_DEMOS "
-                        f"(or dataset.builder.path) at DAPG's door-v0_demos.pickle.")
+        raise UserError(
+            f"the door demonstrations file {demo_path} does not exist; point RLRUN_DOOR_DEMOS "
+            f"(or dataset.builder.path) at DAPG's door-v0_demos.pickle."
+        )
     with open(demo_path, "rb") as f:
         demos = pickle.load(f)
     env = gym.make(ENV_ID, max_episode_steps=10_000)  # demonstrations run up to 300 steps
@@ -57,9 +64,15 @@ def import_door_demos(dataset_id: str, path: str) -> minari.MinariDataset:
     env.close()
     log.info("writing %d episodes, %d steps to %s", len(buffers), sum(len(b.actions) for b in buffers), dataset_id)
     return minari.create_dataset_from_buffers(
-        dataset_id, buffers, env=gym.spec(ENV_ID), algorithm_name="human demonstrations (DAPG)",
-        author="rlrun importer", description=f"{demo_path.name} replayed in {ENV_ID}", ref_min_score=-56.512833,
-        ref_max_score=2880.5693)
+        dataset_id,
+        buffers,
+        env=gym.spec(ENV_ID),
+        algorithm_name="human demonstrations (DAPG)",
+        author="rlrun importer",
+        description=f"{demo_path.name} replayed in {ENV_ID}",
+        ref_min_score=-56.512833,
+        ref_max_score=2880.5693,
+    )
 
 
 def main() -> None:

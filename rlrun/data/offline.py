@@ -39,12 +39,16 @@ def network_reachable(address: tuple[str, int] = MINARI_HOST, timeout: float = 5
 
 def download(dataset_id: str) -> None:
     """minari.download_dataset, failing fast (one probe, no retry loop) when offline."""
-    hint = ("retry on a machine with network access, or run offline on the imported human "
-            "demonstrations with `rlrun algo=cql dataset=door_demos`")
+    hint = (
+        "retry on a machine with network access, or run offline on the imported human "
+        "demonstrations with `rlrun algo=cql dataset=door_demos`"
+    )
     if not network_reachable():
-        raise UserError(f"dataset {dataset_id} is not in the local Minari store "
-                        f"({minari.storage.get_dataset_path(dataset_id).parent}) and the download failed: "
-                        f"{MINARI_HOST[0]} cannot be reached; {hint}.")
+        raise UserError(
+            f"dataset {dataset_id} is not in the local Minari store "
+            f"({minari.storage.get_dataset_path(dataset_id).parent}) and the download failed: "
+            f"{MINARI_HOST[0]} cannot be reached; {hint}."
+        )
     log.info("downloading Minari dataset %s", dataset_id)
     try:
         minari.download_dataset(dataset_id)
@@ -85,9 +89,11 @@ def fetch(dataset_id: str, allow_download: bool, builder: Callable[..., object] 
         download(dataset_id)
     else:
         root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
-        raise UserError(f"dataset {dataset_id} is not in the local Minari store ({root}) and "
-                        f"dataset.download=false; download it with `minari download {dataset_id}` "
-                        f"or set dataset.download=true.")
+        raise UserError(
+            f"dataset {dataset_id} is not in the local Minari store ({root}) and "
+            f"dataset.download=false; download it with `minari download {dataset_id}` "
+            f"or set dataset.download=true."
+        )
 
 
 def flat_obs(space: gym.Space, obs: Any) -> np.ndarray:
@@ -119,8 +125,10 @@ def eval_env_spec(dataset: minari.MinariDataset) -> Any:
     """The env a dataset is evaluated in: its eval env spec, else the env it was collected in."""
     spec = getattr(dataset, "_eval_env_spec", None)
     if spec is None and dataset.spec.env_spec is None:
-        raise UserError(f"dataset {dataset.spec.dataset_id} records no environment, so its policies cannot be "
-                        f"evaluated; write it with an env spec (rlrun-collect does).")
+        raise UserError(
+            f"dataset {dataset.spec.dataset_id} records no environment, so its policies cannot be "
+            f"evaluated; write it with an env spec (rlrun-collect does)."
+        )
     return spec if spec is not None else dataset.spec.env_spec
 
 
@@ -136,19 +144,31 @@ def make_eval_env(spec: Any, seed: int, render: bool = False) -> gym.Env:
 def check_env(dataset: minari.MinariDataset, env: gym.Env, lengths: np.ndarray) -> None:
     """The dataset's spaces must have its eval env's shapes; other disagreements are one warning each."""
     name, env_id = dataset.spec.dataset_id, env.spec.id if env.spec else type(env.unwrapped).__name__
-    for kind, data_space, env_space in (("observation", dataset.observation_space, env.observation_space),
-                                        ("action", dataset.action_space, env.action_space)):
+    for kind, data_space, env_space in (
+        ("observation", dataset.observation_space, env.observation_space),
+        ("action", dataset.action_space, env.action_space),
+    ):
         flat_data, flat_env = gym.spaces.flatten_space(data_space), gym.spaces.flatten_space(env_space)
         if flat_data.shape != flat_env.shape or type(data_space) is not type(env_space):
-            raise UserError(f"dataset {name} has {kind} space {data_space} but its eval env "
-                            f"{env_id} has {env_space}; rebuild the dataset for that env.")
+            raise UserError(
+                f"dataset {name} has {kind} space {data_space} but its eval env "
+                f"{env_id} has {env_space}; rebuild the dataset for that env."
+            )
         if data_space != env_space:
-            log.warning("dataset %s: its %s space %s differs from its eval env %s's %s", name, kind, data_space,
-                        env_id, env_space)
+            log.warning(
+                "dataset %s: its %s space %s differs from its eval env %s's %s", name, kind, data_space, env_id, env_space
+            )
     limit = env.spec.max_episode_steps if env.spec else None
     if limit is not None and len(lengths) and lengths.max() > limit:
-        log.warning("dataset %s has episodes of up to %d steps but its eval env %s ends episodes after %d steps; "
-                    "evaluations see only their first %d steps", name, lengths.max(), env_id, limit, limit)
+        log.warning(
+            "dataset %s has episodes of up to %d steps but its eval env %s ends episodes after %d steps; "
+            "evaluations see only their first %d steps",
+            name,
+            lengths.max(),
+            env_id,
+            limit,
+            limit,
+        )
 
 
 def return_range(rewards: np.ndarray, lengths: np.ndarray) -> float:
@@ -171,9 +191,17 @@ class DatasetSource:
 
     online = False
 
-    def __init__(self, dataset: minari.MinariDataset, normalize_obs: bool, reward_scale: float,
-                 reward_bias: float, ref_min_score: float | None, ref_max_score: float | None,
-                 device: torch.device, return_range_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        dataset: minari.MinariDataset,
+        normalize_obs: bool,
+        reward_scale: float,
+        reward_bias: float,
+        ref_min_score: float | None,
+        ref_max_score: float | None,
+        device: torch.device,
+        return_range_scale: float | None = None,
+    ) -> None:
         self.dataset, self.device = dataset, device
         self.env_spec = eval_env_spec(dataset)
         data, lengths = flatten(dataset)
@@ -185,8 +213,10 @@ class DatasetSource:
         self.ref_min = meta.get("ref_min_score", ref_min_score)
         self.ref_max = meta.get("ref_max_score", ref_max_score)
         if self.ref_min is None or self.ref_max is None:
-            log.info("dataset %s has no reference scores (ref_min_score, ref_max_score): eval/normalized_score "
-                     "is not logged", dataset.spec.dataset_id)
+            log.info(
+                "dataset %s has no reference scores (ref_min_score, ref_max_score): eval/normalized_score is not logged",
+                dataset.spec.dataset_id,
+            )
         space = dataset.action_space
         if isinstance(space, gym.spaces.Box):  # [low, high] -> [-1, 1], as the eval env expects
             scaled = 2.0 * (data["act"] - space.low) / (space.high - space.low) - 1.0
@@ -200,11 +230,18 @@ class DatasetSource:
         self.obs_mean, self.obs_std = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
         data["next_act"] = next_actions(data["act"], lengths)
         t = {k: torch.as_tensor(v, device=device) for k, v in data.items()}
-        self.data = Batch((t["obs"] - self.obs_mean) / self.obs_std, t["act"], t["rew"],
-                          (t["next_obs"] - self.obs_mean) / self.obs_std, t["terminal"], next_act=t["next_act"])
+        self.data = Batch(
+            (t["obs"] - self.obs_mean) / self.obs_std,
+            t["act"],
+            t["rew"],
+            (t["next_obs"] - self.obs_mean) / self.obs_std,
+            t["terminal"],
+            next_act=t["next_act"],
+        )
         self.size = len(t["rew"])
-        log.info("dataset %s: %d episodes, %d transitions on %s", dataset.spec.dataset_id,
-                 dataset.total_episodes, self.size, device)
+        log.info(
+            "dataset %s: %d episodes, %d transitions on %s", dataset.spec.dataset_id, dataset.total_episodes, self.size, device
+        )
 
     def make_eval_env(self, seed: int, render: bool = False) -> gym.Env:
         return make_eval_env(self.env_spec, seed, render)

@@ -53,8 +53,7 @@ class Step(NamedTuple):
     info: dict
 
 
-def play(algo: Algorithm, env: gym.Env, obs: np.ndarray, device: torch.device,
-         deterministic: bool = True) -> Iterator[Step]:
+def play(algo: Algorithm, env: gym.Env, obs: np.ndarray, device: torch.device, deterministic: bool = True) -> Iterator[Step]:
     """The policy (deterministic unless told) from `obs` (just reset) to the episode's end, one Step per step."""
     state, done = algo.initial_state(), False
     while not done:
@@ -74,9 +73,17 @@ def env_units(space: gym.Space, actions: np.ndarray) -> np.ndarray:
 
 def episode_buffers(replay: ReplayBuffer, action_space: gym.Space) -> list[EpisodeBuffer]:
     """The replay's complete episodes as Minari episode buffers, actions in the env's units."""
-    return [EpisodeBuffer(id=i, observations=ep["observations"], actions=env_units(action_space, ep["actions"]),
-                          rewards=ep["rewards"], terminations=ep["terminations"], truncations=ep["truncations"])
-            for i, ep in enumerate(replay.episodes())]
+    return [
+        EpisodeBuffer(
+            id=i,
+            observations=ep["observations"],
+            actions=env_units(action_space, ep["actions"]),
+            rewards=ep["rewards"],
+            terminations=ep["terminations"],
+            truncations=ep["truncations"],
+        )
+        for i, ep in enumerate(replay.episodes())
+    ]
 
 
 def raw_env(env: gym.Env) -> gym.Env:
@@ -89,8 +96,9 @@ def next_free_version(dataset_id: str) -> str:
     from minari.storage import get_dataset_path
 
     name, _, version = dataset_id.rpartition("-v")
-    candidates = [dataset_id] + ([f"{name}-v{v}" for v in range(int(version) + 1, int(version) + 1000)]
-                                 if version.isdigit() else [])
+    candidates = [dataset_id] + (
+        [f"{name}-v{v}" for v in range(int(version) + 1, int(version) + 1000)] if version.isdigit() else []
+    )
     return next(c for c in candidates if not (get_dataset_path(c) / "data").is_dir())
 
 
@@ -99,8 +107,9 @@ class EnvSource:
 
     online = True
 
-    def __init__(self, env_fn: EnvFn, seed: int, replay_size: int, learning_starts: int,
-                 device: torch.device, reward_scale: float = 1.0) -> None:
+    def __init__(
+        self, env_fn: EnvFn, seed: int, replay_size: int, learning_starts: int, device: torch.device, reward_scale: float = 1.0
+    ) -> None:
         self.env_fn, self.device, self.learning_starts = env_fn, device, learning_starts
         self.env = env_fn(seed)
         self.spaces = spaces_of(self.env.observation_space, self.env.action_space)
@@ -157,9 +166,14 @@ class EnvSource:
         """Replay, RNG and the collector's place mid-episode (the env pickled, except MuJoCo envs,
         whose pickles do not carry the physics state: those restart their episode on resume)."""
         mujoco_env = hasattr(self.env.unwrapped, "mujoco_renderer") or hasattr(self.env.unwrapped, "data")
-        return {"replay": self.replay.state_dict(), "rng": self.rng.bit_generator.state,
-                "env": None if mujoco_env else cloudpickle.dumps(self.env), "obs": self.obs,
-                "policy_state": self.policy_state, "episode": (self.episode_return, self.episode_length)}
+        return {
+            "replay": self.replay.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "env": None if mujoco_env else cloudpickle.dumps(self.env),
+            "obs": self.obs,
+            "policy_state": self.policy_state,
+            "episode": (self.episode_return, self.episode_length),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.replay.load_state_dict(state["replay"])
@@ -182,5 +196,6 @@ class EnvSource:
         if free_id != dataset_id:
             log.warning("Minari dataset %s exists already; writing this buffer as %s", dataset_id, free_id)
         log.info("writing %d episodes to Minari dataset %s", len(buffers), free_id)
-        return minari.create_dataset_from_buffers(free_id, buffers, env=env.spec, eval_env=env.spec,
-                                                  algorithm_name=algorithm_name, author="rlrun")
+        return minari.create_dataset_from_buffers(
+            free_id, buffers, env=env.spec, eval_env=env.spec, algorithm_name=algorithm_name, author="rlrun"
+        )

@@ -18,8 +18,15 @@ class ReplayBuffer:
     `option` is the option the policy ran (option-critic), −1 for flat policies. Rewards are stored
     as the env gave them and multiplied by `reward_scale` only in the batches handed to learning."""
 
-    def __init__(self, capacity: int, obs_dim: int, act_shape: tuple[int, ...], act_dtype: torch.dtype,
-                 device: torch.device, reward_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        act_shape: tuple[int, ...],
+        act_dtype: torch.dtype,
+        device: torch.device,
+        reward_scale: float = 1.0,
+    ) -> None:
         self.capacity, self.device, self.reward_scale = capacity, device, reward_scale
         self.ptr = self.size = 0
         self.data: dict[str, Tensor] = {
@@ -47,8 +54,14 @@ class ReplayBuffer:
 
     def _gather(self, idx: Tensor) -> Batch:
         d = self.data
-        return Batch(d["obs"][idx], d["act"][idx], d["rew"][idx] * self.reward_scale, d["next_obs"][idx],
-                     d["terminated"][idx].float(), d["option"][idx])
+        return Batch(
+            d["obs"][idx],
+            d["act"][idx],
+            d["rew"][idx] * self.reward_scale,
+            d["next_obs"][idx],
+            d["terminated"][idx].float(),
+            d["option"][idx],
+        )
 
     def chronological(self) -> dict[str, Tensor]:
         """Stored transitions, oldest first."""
@@ -65,15 +78,22 @@ class ReplayBuffer:
             ends = ends[1:]
         for end in ends:
             sl = slice(start, end + 1)
-            yield {"observations": np.concatenate([data["obs"][sl], data["next_obs"][end:end + 1]]),
-                   "actions": data["act"][sl], "rewards": data["rew"][sl],
-                   "terminations": data["terminated"][sl], "truncations": data["truncated"][sl]}
+            yield {
+                "observations": np.concatenate([data["obs"][sl], data["next_obs"][end : end + 1]]),
+                "actions": data["act"][sl],
+                "rewards": data["rew"][sl],
+                "terminations": data["terminated"][sl],
+                "truncations": data["truncated"][sl],
+            }
             start = end + 1
 
     def state_dict(self) -> dict:
         # A copy of the stored rows only: torch.save of a view would write the whole preallocated storage.
-        return {"ptr": self.ptr, "size": self.size,
-                "data": {k: v[: self.size].to("cpu", copy=True) for k, v in self.data.items()}}
+        return {
+            "ptr": self.ptr,
+            "size": self.size,
+            "data": {k: v[: self.size].to("cpu", copy=True) for k, v in self.data.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.ptr, self.size = state["ptr"], state["size"]
