@@ -297,6 +297,11 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     if cfg.trainer.eval_video:
         video.default_mujoco_backend()
     source = make_source(cfg, device)
+    if not source.online and cfg.trainer.batch_size > source.size:
+        raise UserError(
+            f"trainer.batch_size={cfg.trainer.batch_size} is larger than dataset {cfg.dataset.id} "
+            f"({source.size} transitions); choose trainer.batch_size <= {source.size}."
+        )
     algo = make_algo(cfg, source.spaces, device)
     if cfg.dataset is not None:  # the contract's normalizer hook
         algo.obs_norm.set(source.obs_mean, source.obs_std)

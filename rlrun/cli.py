@@ -20,6 +20,7 @@ from rlrun.resolvers import CONF_DIR, register_resolvers
 from rlrun.schema import register_configs
 
 log = logging.getLogger("rlrun")
+_TASK_STARTED = False  # False while Hydra composes: its errors then are the command line's
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -27,6 +28,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
     from rlrun.build import run
     from rlrun.trainer import NonFiniteError, SignalExit
 
+    global _TASK_STARTED
+    _TASK_STARTED = True
     try:
         hc = HydraConfig.get()
         return run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
@@ -125,7 +128,12 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    hydra_main()
+    try:
+        hydra_main()
+    except SystemExit as e:
+        if e.code == 1 and not _TASK_STARTED:  # Hydra could not compose the command line: a user error
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

@@ -131,13 +131,26 @@ def test_preflight_errors(overrides, message):
         (["algo=sac", "env=pendulum", "network.activation=swish"], "unknown activation 'swish'"),
         (["algo=iql", "dataset=pendulum_medium", "algo.actor_lr=-0.1"], "algo.actor_lr must be > 0, got -0.1"),
         (["algo=sac", "env=pendulum", "env.id=Pendulm-v1"], "did you mean Pendulum-v1"),
+        (["algo=sac", "env=pendulum", "env.max_episode_steps=0"], "env.max_episode_steps must be > 0, got 0"),
+        # checked after the dataset loads, before any network is built
+        (
+            [
+                "algo=bc",
+                "dataset=pendulum",
+                "dataset.id=test/pendulum/random-v0",
+                "dataset.builder=null",
+                "trainer.batch_size=5000",
+            ],
+            "trainer.batch_size=5000 is larger than dataset test/pendulum/random-v0 (1000 transitions)",
+        ),
     ],
 )
-def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected):
+def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected, pendulum_dataset):
     start = time.time()
     result = rlrun(*args, cwd=tmp_path, timeout=60)
     assert time.time() - start < 10
-    assert result.returncode != 0
+    assert result.returncode == 2
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("checkpoints")), "left a run behind"
     assert expected in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 

@@ -67,6 +67,7 @@ def import_door_demos(dataset_id: str, path: str) -> minari.MinariDataset:
         dataset_id,
         buffers,
         env=gym.spec(ENV_ID),
+        eval_env=gym.spec(ENV_ID),  # recorded, so neither Minari nor rlrun has to guess it
         algorithm_name="human demonstrations (DAPG)",
         author="rlrun importer",
         description=f"{demo_path.name} replayed in {ENV_ID}",
