@@ -63,6 +63,16 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(
             f"{algo_cls.__name__} learns from datasets only: add dataset=... (e.g. dataset=pendulum_medium) instead of env=...."
         )
+    if cfg.env is not None and cfg.trainer.finetune_steps > 0:
+        raise UserError(
+            "trainer.finetune_steps continues an offline run online: use it with dataset=..., not env=... "
+            "(an online run learns online throughout)."
+        )
+    if algo_cls.offline_only and cfg.dataset is not None and cfg.trainer.finetune_steps > 0:
+        raise UserError(
+            f"{algo_cls.__name__} learns from datasets only and cannot fine-tune online; set trainer.finetune_steps=0 "
+            f"or choose another algo=."
+        )
     if (
         cfg.env is not None
         and cfg.trainer.save_buffer
@@ -121,9 +131,19 @@ def make_source(cfg: DictConfig, device: torch.device) -> Any:
     d = cfg.dataset
     builder = instantiate(d.builder, _partial_=True) if d.builder is not None else None
     dataset = offline.load(d.id, d.download, builder)
-    return offline.DatasetSource(
+    data = offline.DatasetSource(
         dataset, d.normalize_obs, d.reward_scale, d.reward_bias, d.ref_min_score, d.ref_max_score, device, d.return_range_scale
     )
+    if t.finetune_steps == 0:
+        return data
+    try:  # fine-tuning collects in the dataset's own env, so it must be made here
+        collector = EnvSource(data.make_eval_env, cfg.seed, t.replay_size, 0, device)
+    except Exception as e:
+        raise UserError(
+            f"trainer.finetune_steps needs the dataset's env, and creating it failed ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else e}); install what it needs or set trainer.finetune_steps=0."
+        ) from None
+    return offline.FinetuneSource(data, collector, t.total_steps, t.offline_ratio)
 
 
 def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
@@ -222,9 +242,10 @@ def summary(cfg: DictConfig, source: Any, algo: Any, device: torch.device) -> st
     return "\n".join(lines)
 
 
-def _schedule(t: DictConfig, eval_video: bool) -> Schedule:
+def _schedule(t: DictConfig, eval_video: bool, offline: bool) -> Schedule:
+    finetune = offline and t.finetune_steps > 0
     return Schedule(
-        t.total_steps,
+        t.total_steps + (t.finetune_steps if finetune else 0),
         t.batch_size,
         t.eval_every,
         t.eval_episodes,
@@ -234,6 +255,8 @@ def _schedule(t: DictConfig, eval_video: bool) -> Schedule:
         t.progress,
         eval_video,
         t.eval_envs,
+        t.updates_per_step,
+        t.total_steps if finetune else None,
     )
 
 
@@ -311,7 +334,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     logger = Logger(run_dir, purge_step=resume_state["step"] + 1 if resume_state else None)
     eval_video = cfg.trainer.eval_video and videos_possible(source, cfg.seed)
-    trainer = Trainer(algo, source, logger, run_dir, _schedule(cfg.trainer, eval_video), cfg.seed, resolved, device)
+    trainer = Trainer(
+        algo, source, logger, run_dir, _schedule(cfg.trainer, eval_video, cfg.dataset is not None), cfg.seed, resolved, device
+    )
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
     else:

@@ -126,6 +126,12 @@ class TrainerConfig:
     """Env steps (online) or gradient updates (offline)."""
     batch_size: int = ranged(256, gt=0)
     """Transitions per update."""
+    finetune_steps: int = ranged(0, ge=0)
+    """Offline runs: env steps of online fine-tuning in the dataset's env after the total_steps updates (0: none)."""
+    offline_ratio: float = ranged(0.5, ge=0, le=1)
+    """Fine-tuning: share of each batch drawn from the dataset, the rest from the new transitions."""
+    updates_per_step: int = ranged(1, ge=1)
+    """Online training and fine-tuning: gradient updates per env step."""
     learning_starts: int = ranged(1000, ge=0)
     """Online: uniformly random actions for this many env steps before the first update."""
     replay_size: int = ranged(1_000_000, gt=0)

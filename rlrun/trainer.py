@@ -54,6 +54,8 @@ class Schedule:
     progress: bool
     eval_video: bool = False
     eval_envs: int = 1
+    updates_per_step: int = 1  # online steps (env steps) only
+    online_from: int | None = None  # fine-tuning: the last offline update; online env steps follow
 
 
 def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: torch.device) -> dict[str, float]:
@@ -248,9 +250,12 @@ class Trainer:
         episode = self.source.step(self.algo, self.step)
         if episode:
             self.logger.scalars(episode, self.step)
+        if self.step - 1 == self.s.online_from:
+            self._mark_switch()
         if self.source.ready(self.step):
             latest = (self.source.latest(),) if self.algo.learns_from_latest else ()
-            metrics = self.algo.update(self.source.sample(self.s.batch_size), *latest)
+            for _ in range(self.s.updates_per_step if self.source.online else 1):
+                metrics = self.algo.update(self.source.sample(self.s.batch_size), *latest)
         if self.step % self.s.log_every == 0 and metrics:
             self._log_train(metrics, timer)
         if self.step % self.s.eval_every == 0 or self.step == self.s.total_steps:
@@ -259,6 +264,12 @@ class Trainer:
             self._check_finite(metrics)
             self.save()
         return metrics
+
+    def _mark_switch(self) -> None:
+        """Fine-tuning starts: once, as a log line and as TensorBoard text."""
+        text = f"step {self.step}: offline updates end, online fine-tuning begins"
+        log.info("%s", text)
+        self.logger.text("phase", text, self.step)
 
     def run(self) -> float:
         """Train to total_steps; returns the final eval/return_mean (what sweepers optimize)."""

@@ -205,7 +205,15 @@ class DatasetSource:
         self.dataset, self.device = dataset, device
         self.env_spec = eval_env_spec(dataset)
         data, lengths = flatten(dataset)
-        env = gym.make(self.env_spec)
+        try:  # runs are evaluated (and fine-tuned) in it
+            env = gym.make(self.env_spec)
+        except Exception as e:
+            name = getattr(self.env_spec, "id", self.env_spec)
+            raise UserError(
+                f"dataset {dataset.spec.dataset_id} records the env {name}, which cannot be made here "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no message'}); install the package "
+                f"that provides it."
+            ) from None
         check_env(dataset, env, lengths)  # so the dataset's spaces are its eval env's
         env.close()
         self.spaces: Spaces = spaces_of(gym.spaces.flatten_space(dataset.observation_space), dataset.action_space)
@@ -221,9 +229,9 @@ class DatasetSource:
         if isinstance(space, gym.spaces.Box):  # [low, high] -> [-1, 1], as the eval env expects
             scaled = 2.0 * (data["act"] - space.low) / (space.high - space.low) - 1.0
             data["act"] = np.clip(scaled, -1.0, 1.0).astype(np.float32)  # the env clips too (human demos exceed it)
-        if return_range_scale is not None:
-            data["rew"] = data["rew"] * (return_range_scale / return_range(data["rew"], lengths))
-        data["rew"] = (data["rew"] * reward_scale + reward_bias).astype(np.float32)
+        range_factor = 1.0 if return_range_scale is None else return_range_scale / return_range(data["rew"], lengths)
+        self.reward_factor, self.reward_bias = range_factor * reward_scale, reward_bias  # for online rewards too
+        data["rew"] = (data["rew"] * self.reward_factor + reward_bias).astype(np.float32)
         mean, std = data["obs"].mean(0), data["obs"].std(0) + 1e-3
         if not normalize_obs:
             mean, std = np.zeros_like(mean), np.ones_like(std)
@@ -256,6 +264,15 @@ class DatasetSource:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device)
         return Batch(*(None if x is None else x[idx] for x in self.data))
 
+    def as_learned(self, batch: Batch) -> Batch:
+        """Env transitions (raw observations, env rewards) as this dataset's are learned from: observations
+        normalized with the dataset's statistics, rewards scaled and shifted as the dataset's."""
+        return batch._replace(
+            obs=(batch.obs - self.obs_mean) / self.obs_std,
+            next_obs=(batch.next_obs - self.obs_mean) / self.obs_std,
+            rew=batch.rew * self.reward_factor + self.reward_bias,
+        )
+
     def normalized_score(self, mean_return: float) -> float | None:
         if self.ref_min is None or self.ref_max is None:
             return None
@@ -266,3 +283,47 @@ class DatasetSource:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class FinetuneSource:
+    """Offline updates up to `switch_step`, then online fine-tuning in the dataset's eval env.
+
+    Online, the policy collects one transition per step into `online`'s replay; each batch draws
+    round(offline_ratio × B) transitions from the dataset and the rest from the replay, both as the
+    dataset's are learned from (`DatasetSource.as_learned`).
+    """
+
+    def __init__(self, offline: DatasetSource, online: Any, switch_step: int, offline_ratio: float) -> None:
+        self.data, self.env, self.switch_step, self.offline_ratio = offline, online, switch_step, offline_ratio
+        self.spaces, self.size = offline.spaces, offline.size
+        self.obs_mean, self.obs_std = offline.obs_mean, offline.obs_std
+        self.online = False  # True from the first online step: perf/env_steps_per_s, episode returns
+
+    def make_eval_env(self, seed: int, render: bool = False) -> gym.Env:
+        return self.data.make_eval_env(seed, render)
+
+    def step(self, algo, step: int) -> dict[str, float]:
+        self.online = step > self.switch_step
+        return self.env.step(algo, step) if self.online else {}
+
+    def ready(self, step: int) -> bool:
+        return True
+
+    def sample(self, batch_size: int) -> Batch:
+        if not self.online:
+            return self.data.sample(batch_size)
+        n_offline = round(self.offline_ratio * batch_size)
+        parts = [self.data.sample(n_offline), self.data.as_learned(self.env.sample(batch_size - n_offline))]
+        parts = [p for p in parts if p.obs.shape[0] > 0]
+        # (n_offline, ...) and (B - n_offline, ...) -> (B, ...); fields only one side has are dropped
+        return Batch(*(torch.cat(xs) if all(x is not None for x in xs) else None for xs in zip(*parts)))
+
+    def normalized_score(self, mean_return: float) -> float | None:
+        return self.data.normalized_score(mean_return)
+
+    def state_dict(self) -> dict:
+        return {"online": self.online, "env": self.env.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.online = state["online"]
+        self.env.load_state_dict(state["env"])
