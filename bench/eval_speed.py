@@ -1,5 +1,6 @@
 """Wall time of one evaluation (10 episodes of AdroitHandDoor-v1, 200 steps each) with trainer.eval_envs = 1
-(serial, one env) and with vector envs, for a door-size CQL policy (3x256, untrained: speed only).
+(serial, one env) and with vector envs in process (Sync) and in worker processes (Async), for a door-size
+CQL policy (3x256, untrained: speed only).
 
     python bench/eval_speed.py [--envs 1 2 5 10] [--repeats 2]
 """
@@ -10,13 +11,14 @@ import argparse
 import time
 from functools import partial
 
+import gymnasium as gym
 import torch
 
 from rlrun import presets
 from rlrun.build import make_algo, make_source
 from rlrun.resolvers import register_resolvers
 from rlrun.schema import register_configs
-from rlrun.trainer import evaluate, evaluate_vector, make_eval_envs
+from rlrun.trainer import evaluate, evaluate_vector
 
 
 def main() -> None:
@@ -47,13 +49,16 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
             kind = "none (serial)"
         else:
-            envs = make_eval_envs(partial(source.make_eval_env), n, 10_000)
-            kind = type(envs).__name__
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                evaluate_vector(algo, envs, args.episodes, 10_000, device)
-                times.append(time.perf_counter() - start)
-            envs.close()
+            for kind in (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv):
+                envs = kind([partial(source.make_eval_env, 10_000 + i) for i in range(n)])
+                times = []
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    evaluate_vector(algo, envs, args.episodes, 10_000, device)
+                    times.append(time.perf_counter() - start)
+                envs.close()
+                print(f"| {n} | {kind.__name__} | {min(times):.2f} |", flush=True)
+            continue
         print(f"| {n} | {kind} | {min(times):.2f} |", flush=True)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -96,10 +97,13 @@ def is_mujoco(env: gym.Env) -> bool:
 
 
 def make_eval_envs(make_env: Callable[[int], gym.Env], n: int, seed: int) -> gym.vector.VectorEnv:
-    """`n` eval envs as one vector env: async worker processes for MuJoCo envs, in process otherwise."""
+    """`n` eval envs as one vector env: async worker processes for MuJoCo envs on machines with 4 or more
+    cores, in process otherwise (on 2 cores the workers' messages cost more than their parallel physics:
+    door's 10 episodes took 2.2–3.7 s async against 1.5–2.1 s in process)."""
     probe = make_env(seed)
-    vector = gym.vector.AsyncVectorEnv if is_mujoco(probe) else gym.vector.SyncVectorEnv
+    parallel = is_mujoco(probe) and (os.cpu_count() or 1) >= 4
     probe.close()
+    vector = gym.vector.AsyncVectorEnv if parallel else gym.vector.SyncVectorEnv
     return vector([partial(make_env, seed + i) for i in range(n)])
 
 
