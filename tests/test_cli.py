@@ -149,6 +149,7 @@ def test_offline_door_run_logs_normalized_score(tmp_path, door_dataset):
         "algo=cql",
         "dataset=door",
         "dataset.id=test/door/random-v0",
+        "trainer.batch_size=64",  # the 120-transition test dataset
         "trainer.total_steps=20",
         "trainer.eval_every=20",
         "trainer.eval_episodes=1",

@@ -286,6 +286,7 @@ def test_minari_dataset_by_id_runs_with_its_familys_preset(tmp_path):
         "algo=cql",
         "dataset=minari",
         "dataset.id=mujoco/hopper/medium-v0",
+        "trainer.batch_size=32",  # the 56-transition test dataset
         "trainer.total_steps=20",
         "trainer.eval_every=20",
         "trainer.eval_episodes=1",

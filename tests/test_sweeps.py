@@ -125,7 +125,9 @@ def test_slurm_launcher_settings_are_shown(tmp_path):
 
 def test_dry_run_prints_dims_and_parameter_counts(tmp_path, door_dataset):
     start = time.time()
-    result = rlrun("algo=cql", "dataset=door", "dataset.id=test/door/random-v0", "dry_run=true", cwd=tmp_path)
+    result = rlrun(
+        "algo=cql", "dataset=door", "dataset.id=test/door/random-v0", "trainer.batch_size=64", "dry_run=true", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "obs_dim=39 act_dim=28 continuous" in result.stdout
     assert "critic: 298,498 parameters" in result.stdout  # 2 critics of 67 -> 3x256 -> 1
