@@ -27,6 +27,11 @@ def prepare(env: gym.Env, seed: int) -> gym.Env:
     return env
 
 
+def is_mujoco(env: gym.Env) -> bool:
+    """MuJoCo envs: their physics state is not pickled, and they step in C long enough for async workers to pay off."""
+    return hasattr(env.unwrapped, "mujoco_renderer") or hasattr(env.unwrapped, "data")
+
+
 def check_env_id(env_id: str) -> None:
     """A UserError naming close matches when `env_id` (`module:Name` imports module first) is not registered."""
     module, _, name = env_id.rpartition(":")

@@ -40,8 +40,8 @@ def reference_scores(config) -> tuple[float | None, float | None]:
 
     if config.dataset is None:
         return None, None
-    meta = offline.load(config.dataset.id, allow_download=False, builder=None).storage.metadata
-    return (meta.get("ref_min_score", config.dataset.ref_min_score), meta.get("ref_max_score", config.dataset.ref_max_score))
+    dataset = offline.load(config.dataset.id, allow_download=False, builder=None)
+    return offline.reference_scores(dataset, config.dataset.ref_min_score, config.dataset.ref_max_score)
 
 
 def write_video(saved, seed: int, run_dir: Path) -> Path:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from rlrun import __version__, checkpoint, onednn, video
 from rlrun.algos.base import Algorithm
 from rlrun.data.online import play
+from rlrun.envs import is_mujoco
 from rlrun.errors import UserError
 from rlrun.logger import Logger
 
@@ -89,11 +90,6 @@ def summarize(returns: list[float], lengths: list[int], successes: list[bool | N
     if all(s is not None for s in successes):
         metrics["eval/success_rate"] = float(np.mean(successes))
     return metrics
-
-
-def is_mujoco(env: gym.Env) -> bool:
-    """MuJoCo envs step in C for long enough that async worker processes pay off."""
-    return hasattr(env.unwrapped, "mujoco_renderer") or hasattr(env.unwrapped, "data")
 
 
 def make_eval_envs(make_env: Callable[[int], gym.Env], n: int, seed: int) -> gym.vector.VectorEnv:

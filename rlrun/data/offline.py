@@ -177,6 +177,14 @@ def return_range(rewards: np.ndarray, lengths: np.ndarray) -> float:
     return max(float(np.max(returns) - np.min(returns)), 1e-6)
 
 
+def reference_scores(
+    dataset: minari.MinariDataset, ref_min_score: float | None, ref_max_score: float | None
+) -> tuple[float | None, float | None]:
+    """The returns of a random and an expert policy for normalized scores: the dataset's metadata wins over the config."""
+    meta = dataset.storage.metadata
+    return meta.get("ref_min_score", ref_min_score), meta.get("ref_max_score", ref_max_score)
+
+
 def next_actions(actions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The data's next action of every transition (ReBRAC's critic penalty); at an episode's last
     step, where the data has none, its own action."""
@@ -217,9 +225,7 @@ class DatasetSource:
         check_env(dataset, env, lengths)  # so the dataset's spaces are its eval env's
         env.close()
         self.spaces: Spaces = spaces_of(gym.spaces.flatten_space(dataset.observation_space), dataset.action_space)
-        meta = dataset.storage.metadata
-        self.ref_min = meta.get("ref_min_score", ref_min_score)
-        self.ref_max = meta.get("ref_max_score", ref_max_score)
+        self.ref_min, self.ref_max = reference_scores(dataset, ref_min_score, ref_max_score)
         if self.ref_min is None or self.ref_max is None:
             log.info(
                 "dataset %s has no reference scores (ref_min_score, ref_max_score): eval/normalized_score is not logged",

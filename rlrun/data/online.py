@@ -16,7 +16,7 @@ from minari.data_collector import EpisodeBuffer
 
 from rlrun.algos.base import Algorithm, Batch
 from rlrun.data.replay import ReplayBuffer
-from rlrun.envs import EnvFn
+from rlrun.envs import EnvFn, is_mujoco
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class EnvSource:
     def state_dict(self) -> dict:
         """Replay, RNG and the collector's place mid-episode (the env pickled, except MuJoCo envs,
         whose pickles do not carry the physics state: those restart their episode on resume)."""
-        mujoco_env = hasattr(self.env.unwrapped, "mujoco_renderer") or hasattr(self.env.unwrapped, "data")
+        mujoco_env = is_mujoco(self.env)
         return {
             "replay": self.replay.state_dict(),
             "rng": self.rng.bit_generator.state,
