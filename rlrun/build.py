@@ -131,8 +131,17 @@ def make_source(cfg: DictConfig, device: torch.device) -> Any:
     d = cfg.dataset
     builder = instantiate(d.builder, _partial_=True) if d.builder is not None else None
     dataset = offline.load(d.id, d.download, builder)
+    uses_mc_returns = getattr(get_class(cfg.algo._target_), "uses_mc_returns", False)
     data = offline.DatasetSource(
-        dataset, d.normalize_obs, d.reward_scale, d.reward_bias, d.ref_min_score, d.ref_max_score, device, d.return_range_scale
+        dataset,
+        d.normalize_obs,
+        d.reward_scale,
+        d.reward_bias,
+        d.ref_min_score,
+        d.ref_max_score,
+        device,
+        d.return_range_scale,
+        mc_gamma=cfg.algo.gamma if uses_mc_returns else None,
     )
     if t.finetune_steps == 0:
         return data

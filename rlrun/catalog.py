@@ -29,9 +29,10 @@ def catalog() -> str:
         for path in sorted((CONF / group).glob("*.yaml")):
             lines.append(f"  {path.stem:<16} {describe(path)}")
     lines.append("hydra/launcher (plugins): basic, joblib, submitit_local, submitit_slurm; hydra/sweeper: basic, optuna")
-    lines.append("presets (conf/presets, picked by algorithm and dataset.id):")
+    lines.append("presets (conf/presets, picked by algorithm and dataset.id; [fine-tuning]: when trainer.finetune_steps > 0):")
     for preset in presets.load_all():
-        lines.append(f"  {preset.algo:<5} {preset.name:<32} {', '.join(preset.ids)}")
+        mode = " [fine-tuning]" if preset.finetune else ""
+        lines.append(f"  {preset.algo:<6} {preset.name:<32} {', '.join(preset.ids)}{mode}")
     try:
         import minari
 

@@ -65,12 +65,18 @@ def cql_logsumexp(
     return torch.logsumexp(cat / temperature, dim=-1) * temperature
 
 
+def calibrated(q: Tensor, lower_bound: Tensor) -> Tensor:
+    """Cal-QL's calibration: max(Q(s, a), V^μ(s)) for the policy's actions, so the conservative penalty
+    stops pushing a Q-value down once it reaches the data's own return. q (n, B, N), lower_bound (B,)."""
+    return torch.maximum(q, lower_bound[None, :, None])  # (B,) -> (1, B, 1) broadcasts over critics and actions
+
+
 def cql_difference(ood: Tensor, q_data: Tensor, clip_min: float, clip_max: float) -> Tensor:
     """Per critic: mean over the batch of clip(logsumexp − Q(s, a_data)); ood, q_data (n, B) -> (n,)."""
     return (ood - q_data).clamp(clip_min, clip_max).mean(-1)
 
 
-def lagrange_terms(log_alpha_prime: Tensor, diff: Tensor, cql_alpha: float, target_gap: float) -> tuple[Tensor, Tensor]:
+def lagrange_terms(log_alpha_prime: Tensor, diff: Tensor, cql_alpha: float | Tensor, target_gap: float) -> tuple[Tensor, Tensor]:
     """Lagrange variant with α' = clamp(exp(log α'), 0, 1e6); diff (n,).
 
     Returns the critic's penalty α' α (diff − gap) per critic (n,), and α''s own loss, which

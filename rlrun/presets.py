@@ -7,6 +7,8 @@ and `dataset.id` match a preset gets its settings on top of the composed config;
 matches the id, one that lists the dataset's config name (`dataset.name`) applies. The command
 line's own `key=value` overrides still win. So `dataset=door` and `dataset=minari
 dataset.id=D4RL/door/human-v2` get the same settings, and so does `dataset=door dataset.id=<a local copy>`.
+A preset with `finetune: true` serves only runs that fine-tune online (`trainer.finetune_steps` > 0),
+and such a run takes it before the offline one.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Preset:
     ids: tuple[str, ...]
     configs: tuple[str, ...]
     settings: dict[str, Any]
+    finetune: bool = False  # serves only fine-tuning runs (trainer.finetune_steps > 0), before the offline presets
 
     @property
     def name(self) -> str:
@@ -47,7 +50,11 @@ def load_all(root: Path = PRESETS) -> list[Preset]:
     presets = []
     for path in sorted(root.glob("*.yaml")):
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        presets.append(Preset(path, raw["algo"], tuple(raw["ids"]), tuple(raw.get("configs", ())), raw["settings"]))
+        presets.append(
+            Preset(
+                path, raw["algo"], tuple(raw["ids"]), tuple(raw.get("configs", ())), raw["settings"], raw.get("finetune", False)
+            )
+        )
     return presets
 
 
@@ -56,18 +63,27 @@ def algo_name(target: str) -> str | None:
     return next((name for name, schema in ALGO_SCHEMAS.items() if schema._target_ == target), None)
 
 
-def find(algo: str, dataset_id: str, config_name: str | None = None, presets: Sequence[Preset] | None = None) -> Preset | None:
-    """The preset for this algorithm and dataset id, else for the dataset config's name; two that
-    match the same way are a defect of conf/presets."""
+def find(
+    algo: str,
+    dataset_id: str,
+    config_name: str | None = None,
+    presets: Sequence[Preset] | None = None,
+    finetune: bool = False,
+) -> Preset | None:
+    """The preset for this algorithm and dataset id, else for the dataset config's name; for a
+    fine-tuning run the fine-tuning presets are looked through first. Two that match the same way are
+    a defect of conf/presets."""
     loaded = load_all() if presets is None else presets
-    for matches, what in (
-        ([p for p in loaded if p.serves(algo, dataset_id)], dataset_id),
-        ([p for p in loaded if p.algo == algo and config_name in p.configs], f"dataset={config_name}"),
-    ):
-        if len(matches) > 1:
-            raise ValueError(f"presets {', '.join(p.name for p in matches)} all serve {algo} on {what}")
-        if matches:
-            return matches[0]
+    for mode in (True, False) if finetune else (False,):
+        pool = [p for p in loaded if p.finetune == mode]
+        for matches, what in (
+            ([p for p in pool if p.serves(algo, dataset_id)], dataset_id),
+            ([p for p in pool if p.algo == algo and config_name in p.configs], f"dataset={config_name}"),
+        ):
+            if len(matches) > 1:
+                raise ValueError(f"presets {', '.join(p.name for p in matches)} all serve {algo} on {what}")
+            if matches:
+                return matches[0]
     return None
 
 
@@ -88,7 +104,8 @@ def apply(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
     if cfg.get("preset") is not None or cfg.get("dataset") is None or OmegaConf.is_missing(cfg.dataset, "id"):
         return cfg
     algo = algo_name(cfg.algo._target_)
-    preset = find(algo, cfg.dataset.id, cfg.dataset.name) if algo else None
+    finetune = cfg.trainer.finetune_steps > 0
+    preset = find(algo, cfg.dataset.id, cfg.dataset.name, finetune=finetune) if algo else None
     if preset is None:
         return cfg
     from hydra._internal.config_loader_impl import ConfigLoaderImpl

@@ -224,6 +224,13 @@ class CQLConfig(SACConfig):
     """Lower clip of the conservative difference."""
     clip_diff_max: float = float("inf")
     """Upper clip of the conservative difference."""
+    cql_alpha_online: Optional[float] = ranged(None, ge=0)
+    """Fine-tuning: the penalty's weight from the switch to online learning on (None: cql_alpha)."""
+
+
+@dataclass
+class CalQLConfig(CQLConfig):
+    _target_: str = "rlrun.algos.cal_ql.CalQL"
 
 
 @dataclass
@@ -387,6 +394,7 @@ class Config:
 ALGO_SCHEMAS = {
     "sac": SACConfig,
     "cql": CQLConfig,
+    "cal_ql": CalQLConfig,
     "bc": BCConfig,
     "td3_bc": TD3BCConfig,
     "iql": IQLConfig,

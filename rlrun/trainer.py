@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from rlrun import __version__, checkpoint, onednn, video
-from rlrun.algos.base import Algorithm
+from rlrun.algos.base import Algorithm, begin_online
 from rlrun.data.online import play
 from rlrun.envs import is_mujoco
 from rlrun.errors import UserError
@@ -266,7 +266,8 @@ class Trainer:
         return metrics
 
     def _mark_switch(self) -> None:
-        """Fine-tuning starts: once, as a log line and as TensorBoard text."""
+        """Fine-tuning starts: the algorithm's begin_online hook; marked once, as a log line and as TensorBoard text."""
+        begin_online(self.algo)
         text = f"step {self.step}: offline updates end, online fine-tuning begins"
         log.info("%s", text)
         self.logger.text("phase", text, self.step)

@@ -71,6 +71,7 @@ def random_batch(spaces: Spaces, size: int = 16) -> Batch:
         (torch.rand(size) < 0.1).float(),
         torch.randint(0, N_OPTIONS, (size,)),
         act.roll(1, 0),
+        torch.randn(size) * 5,
     )
 
 
@@ -528,3 +529,36 @@ def test_replay_state_holds_the_stored_rows_only():
     buf.seek(0)
     fresh.load_state_dict(torch.load(buf, weights_only=False))
     assert fresh.size == 10 and torch.equal(fresh.chronological()["next_obs"], replay.chronological()["next_obs"])
+
+
+def test_cal_ql_is_cql_where_returns_are_below_q_and_calibrates_where_above():
+    """Cal-QL's critic loss equals CQL's (same weights, same sampled actions) when V^μ is below every
+    Q-value, and differs, with every policy action's Q raised to the bound, when V^μ is above them."""
+    batch = random_batch(CONTINUOUS)
+    cal_ql_same = ("algo.max_target_backup=false", "algo.cql_alpha_online=null")
+    cql = build("cql", CONTINUOUS, 0, *cal_ql_same)
+    cal_ql = build("cal_ql", CONTINUOUS, 0, *cal_ql_same)
+    cal_ql.critic.load_state_dict(cql.critic.state_dict())
+    cal_ql.actor.load_state_dict(cql.actor.state_dict())
+    cal_ql.critic_target.load_state_dict(cql.critic_target.state_dict())
+    losses = {}
+    for name, algo, mc_return in (("cql", cql, None), ("low", cal_ql, -1e6), ("high", cal_ql, 1e6)):
+        torch.manual_seed(1)
+        b = batch if mc_return is None else batch._replace(mc_return=torch.full_like(batch.rew, mc_return))
+        losses[name] = algo.critic_loss(b)
+    assert torch.allclose(losses["low"][0], losses["cql"][0])
+    assert losses["low"][1]["train/calibrated_share"] == 0.0
+    assert losses["high"][1]["train/calibrated_share"] == 1.0
+    assert not torch.allclose(losses["high"][0], losses["cql"][0])
+
+
+def test_cql_alpha_online_takes_over_at_the_switch_and_is_checkpointed():
+    from rlrun.algos.base import begin_online
+
+    algo = build("cql", CONTINUOUS, 0, "algo.cql_alpha=5.0", "algo.cql_alpha_online=0.5")
+    assert float(algo.cql_alpha) == 5.0
+    begin_online(algo)
+    assert float(algo.cql_alpha) == 0.5
+    fresh = build("cql", CONTINUOUS, 0, "algo.cql_alpha=5.0", "algo.cql_alpha_online=0.5")
+    checkpoint.restore(fresh, checkpoint.collect(algo))
+    assert float(fresh.cql_alpha) == 0.5

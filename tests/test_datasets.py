@@ -268,7 +268,17 @@ def test_no_two_presets_serve_the_same_algorithm_and_id():
     loaded = presets.load_all()
     for preset in loaded:
         for dataset_id in HOSTED:
-            presets.find(preset.algo, dataset_id, presets=loaded)  # raises when two match
+            for finetune in (False, True):
+                presets.find(preset.algo, dataset_id, presets=loaded, finetune=finetune)  # raises when two match
+
+
+def test_a_fine_tuning_run_takes_the_fine_tuning_preset_and_an_offline_run_the_offline_one():
+    offline = make_cfg("algo=cql", "dataset=door")
+    finetune = make_cfg("algo=cql", "dataset=door", "trainer.finetune_steps=1000")
+    assert (offline.preset, finetune.preset) == ("cql_adroit_door", "cql_adroit_door_finetune")
+    assert not offline.algo.max_target_backup and finetune.algo.max_target_backup
+    # IQL has no fine-tuning preset: CORL's door fine-tuning config is its offline one
+    assert make_cfg("algo=iql", "dataset=door", "trainer.finetune_steps=1000").preset == "iql_adroit_door"
 
 
 def test_minari_dataset_without_an_id_is_a_user_error():

@@ -102,6 +102,23 @@ def test_conservative_term_on_tiny_critic_by_hand():
     assert torch.allclose(w.grad, expected_grad, atol=1e-6)
 
 
+def test_cal_ql_lower_bound_by_hand():
+    q = torch.tensor([[[1.0, -3.0], [0.5, 4.0]], [[-2.0, 2.0], [6.0, -1.0]]])  # (n=2, B=2, N=2)
+    bound = torch.tensor([0.0, 1.0])  # V^μ of the two states
+    expected = torch.tensor([[[1.0, 0.0], [1.0, 4.0]], [[0.0, 2.0], [6.0, 1.0]]])
+    assert torch.equal(losses.calibrated(q, bound), expected)
+
+
+def test_mc_returns_by_hand_terminated_and_truncated_episodes():
+    from rlrun.data.offline import mc_returns
+
+    rewards = np.array([1.0, 2.0, 3.0, 1.0, 1.0, 4.0], dtype=np.float32)
+    terminals = np.array([0, 0, 1, 0, 0, 0], dtype=np.float32)  # a terminated episode, then two truncated ones
+    got = mc_returns(rewards, terminals, np.array([3, 2, 1]), gamma=0.5)
+    # 3 | 2 + .5·3 = 3.5 | 1 + .5·3.5 = 2.75; truncated: 1 | 1 + .5·1 = 1.5 (nothing after its last step); 4
+    np.testing.assert_allclose(got, [2.75, 3.5, 3.0, 1.5, 1.0, 4.0])
+
+
 def test_lagrange_terms():
     log_ap = torch.tensor(math.log(2.0), requires_grad=True)
     diff = torch.tensor([3.0, 1.0], requires_grad=True)

@@ -30,6 +30,7 @@ class Batch(NamedTuple):
     terminal: Tensor  # (B,)
     option: Tensor | None = None  # (B,) the option running when acting (option-critic); None offline
     next_act: Tensor | None = None  # (B, A) the data's next action (offline; its own action at an episode's end)
+    mc_return: Tensor | None = None  # (B,) discounted return from s to the episode's end (datasets, for uses_mc_returns)
 
 
 class Algorithm(Protocol):
@@ -51,6 +52,9 @@ class Algorithm(Protocol):
 
     # Optional: figures(self, env, device) -> dict[str, matplotlib Figure], drawn after training
     # (option-critic: each option's termination map in a grid world). See `figures` below.
+    # Optional: begin_online(self) -> None, called once when fine-tuning switches from the dataset to
+    # the env (CQL: the online penalty weight); what it changes must be state that checkpoints collect.
+    # Optional class flag: uses_mc_returns = True makes dataset batches carry Batch.mc_return (Cal-QL).
 
 
 FLAGS = ("online_only", "offline_only", "discrete_actions", "learns_from_latest")
@@ -91,6 +95,13 @@ def figures(algo: Any, env: Any, device: torch.device) -> dict[str, Any]:
     """The algorithm's optional figures hook; {} for algorithms without one."""
     hook = getattr(algo, "figures", None)
     return hook(env, device) if callable(hook) else {}
+
+
+def begin_online(algo: Any) -> None:
+    """The algorithm's optional hook at the switch from offline updates to online fine-tuning."""
+    hook = getattr(algo, "begin_online", None)
+    if callable(hook):
+        hook()
 
 
 def adam(params: Any, **kwargs: Any) -> torch.optim.Adam:

@@ -194,6 +194,21 @@ def next_actions(actions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return nxt
 
 
+def mc_returns(rewards: np.ndarray, terminals: np.ndarray, lengths: np.ndarray, gamma: float) -> np.ndarray:
+    """Discounted return from each transition to the end of its episode, Σ_k γ^k r_(t+k) (Cal-QL's V^μ).
+    A terminated episode's value beyond its end is 0; a truncated episode's return also stops at its
+    last step (as the Cal-QL paper's and CORL's code: the data holds no later reward)."""
+    out = np.zeros(len(rewards), dtype=np.float64)
+    start = 0
+    for length in lengths:
+        following = 0.0
+        for t in range(start + length - 1, start - 1, -1):
+            following = rewards[t] + gamma * following * (1.0 - terminals[t])
+            out[t] = following
+        start += length
+    return out.astype(np.float32)
+
+
 class DatasetSource:
     """Transitions resident on the device, sampled with on-device indices."""
 
@@ -209,6 +224,7 @@ class DatasetSource:
         ref_max_score: float | None,
         device: torch.device,
         return_range_scale: float | None = None,
+        mc_gamma: float | None = None,
     ) -> None:
         self.dataset, self.device = dataset, device
         self.env_spec = eval_env_spec(dataset)
@@ -243,6 +259,8 @@ class DatasetSource:
             mean, std = np.zeros_like(mean), np.ones_like(std)
         self.obs_mean, self.obs_std = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
         data["next_act"] = next_actions(data["act"], lengths)
+        if mc_gamma is not None:  # the algorithm's uses_mc_returns: returns of the learned rewards
+            data["mc_return"] = mc_returns(data["rew"], data["terminal"], lengths, mc_gamma)
         t = {k: torch.as_tensor(v, device=device) for k, v in data.items()}
         self.data = Batch(
             (t["obs"] - self.obs_mean) / self.obs_std,
@@ -251,6 +269,7 @@ class DatasetSource:
             (t["next_obs"] - self.obs_mean) / self.obs_std,
             t["terminal"],
             next_act=t["next_act"],
+            mc_return=t.get("mc_return"),
         )
         self.size = len(t["rew"])
         log.info(
