@@ -8,7 +8,10 @@ seeds), its best value over the run (mean ± std), and the interquartile mean of
 a 95% percentile-bootstrap confidence interval (numpy; rliable 1.2 fails to import beside pandas 3).
 Learning curves show the mean and a 95% bootstrap band of the mean per group. When the runs hold
 several algorithms, a comparison table per metric follows: one row per dataset (or env), one column
-per algorithm, each cell the IQM of the last values with its 95% CI.
+per algorithm, each cell the IQM of the last values with its 95% CI. Runs that fine-tuned online
+(trainer.finetune_steps > 0) get CORL's fine-tuning numbers per group: the score at the switch
+(before), the last score (after), the dip (lowest online evaluation minus before) and the regret,
+1 − the mean normalized score over the online phase's evaluations / 100.
 """
 
 from __future__ import annotations
@@ -194,6 +197,41 @@ def comparison(runs: list[Run], metric: str) -> str:
     return "\n".join(lines)
 
 
+def finetune_numbers(run: Run, tag: str) -> dict[str, float] | None:
+    """before, after, dip and (for normalized scores) regret of one fine-tuning run; None when the run
+    did not fine-tune or has no evaluation on both sides of the switch."""
+    switch, online_steps = run.config.get("trainer.total_steps"), run.config.get("trainer.finetune_steps") or 0
+    if not online_steps or tag not in run.curves:
+        return None
+    steps, values = run.curves[tag]
+    offline, online = values[steps <= switch], values[steps > switch]
+    if not len(offline) or not len(online):
+        return None
+    numbers = {"before": float(offline[-1]), "after": float(online[-1]), "dip": float(online.min() - offline[-1])}
+    if tag == "eval/normalized_score":
+        numbers["regret"] = float(1.0 - online.mean() / 100.0)
+    return numbers
+
+
+def finetune_table(groups: dict[str, list[Run]], metrics: list[str]) -> str:
+    """Fine-tuning numbers per group (mean ± std over seeds) for each metric; "" without fine-tuning runs."""
+    lines = []
+    for tag in metrics:
+        for label, members in groups.items():
+            found = [n for n in (finetune_numbers(r, tag) for r in members) if n is not None]
+            if not found:
+                continue
+            cells = []
+            for key in ("before", "after", "dip", "regret"):
+                values = np.array([n[key] for n in found if key in n])
+                cells.append(f"{values.mean():.2f} ± {values.std():.2f}" if len(values) else "–")
+            lines.append(f"| {label} | {tag} | {len(found)} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = "| group | metric | runs | before (at the switch) | after (last) | dip (lowest online − before) | regret |"
+    return "\n".join(["Fine-tuning (mean ± std over seeds):", "", head, "|---|---|---|---|---|---|---|", *lines])
+
+
 def report(root: Path, metrics: list[str], out: Path) -> str:
     runs = find_runs(root, metrics)
     if not runs:
@@ -204,6 +242,9 @@ def report(root: Path, metrics: list[str], out: Path) -> str:
     text = markdown(rows)
     if len({algorithm_and_data(r)[0] for r in runs}) > 1:  # several algorithms: compare them per dataset
         text += "".join(f"\n\n{comparison(runs, tag)}" for tag in metrics if any(tag in r.curves for r in runs))
+    finetuning = finetune_table(groups, metrics)
+    if finetuning:
+        text += f"\n\n{finetuning}"
     (out / "report.md").write_text(text + "\n")
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["group"])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -105,3 +108,43 @@ def test_a_dataset_whose_env_cannot_be_made_stops_at_start(tmp_path, minari_stor
     assert result.returncode == 2, result.stderr[-2000:]
     assert "records the env RlrunTestMissing-v0, which cannot be made here" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def kill_after_checkpoint(run_args: list[str], cwd, ckpt_dir, at_least: int) -> int:
+    """Start `rlrun` and kill -9 it once a checkpoint of step ≥ at_least is written; the newest step then."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlrun.cli", *run_args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        steps = [s for s, _ in checkpoint.step_files(ckpt_dir)] if ckpt_dir.is_dir() else []
+        if steps and max(steps) >= at_least:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    return checkpoint.read(ckpt_dir / "last.pt")["step"]
+
+
+@pytest.mark.slow
+def test_sigkill_in_each_phase_then_resume_is_bit_identical(tmp_path, pendulum_dataset):
+    """Cal-QL fine-tuning killed with -9 once offline and once online, resumed each time, ends as a straight run."""
+    common = [
+        *(a for a in FINETUNE if not a.startswith(("algo=", "algo.lr_schedule"))),
+        "algo=cal_ql",
+        "algo.n_actions=4",
+        "trainer.total_steps=600",
+        "trainer.finetune_steps=600",
+        "trainer.checkpoint_every=100",
+        "device.threads=1",
+    ]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert rlrun(*common, f"hydra.run.dir={straight}", cwd=tmp_path).returncode == 0
+    on_resume = [a for a in common if a.startswith(("trainer.", "device."))]  # resume refuses the others
+    ckpts = killed / "checkpoints"
+    offline_step = kill_after_checkpoint([*common, f"hydra.run.dir={killed}"], tmp_path, ckpts, 200)
+    online_step = kill_after_checkpoint([*on_resume, f"resume={killed}"], tmp_path, ckpts, 800)
+    assert offline_step < 600 < online_step < 1200  # one kill in each phase, before the end
+    done = rlrun(*on_resume, f"resume={killed}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_identical(final_weights(straight), final_weights(killed))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import rlrun
 
 from rlrun import checkpoint
@@ -175,3 +176,21 @@ def test_report_names_algorithm_by_dataset_groups_and_gives_last_and_best():
     assert "| eval/normalized_score, last: IQM [95% CI] (runs) | CQL | SAC |" in text
     assert "| d/a-v0 | 70.0 [60.0, 80.0] (2) | 7.0 [7.0, 7.0] (1) |" in text
     assert "| d/b-v0 | 3.0 [3.0, 3.0] (1) | – |" in text
+
+
+def test_report_gives_fine_tuning_before_after_dip_and_regret_by_hand():
+    from rlrun.report import Run, finetune_numbers, finetune_table, group_runs
+
+    def run(seed: int, values: list[float], finetune_steps: int = 4) -> Run:
+        config = {"algo._target_": "rlrun.algos.cal_ql.CalQL", "dataset.id": "d/a-v0", "seed": seed}
+        config |= {"trainer.total_steps": 4, "trainer.finetune_steps": finetune_steps}
+        steps = np.array([2, 4, 6, 8])  # evaluations at 2 and 4 offline, 6 and 8 online (the switch is after 4)
+        return Run(Path(f"/{seed}"), config, {"eval/normalized_score": (steps, np.array(values, dtype=float))})
+
+    first = finetune_numbers(run(0, [10, 20, 5, 60]), "eval/normalized_score")
+    # before: the score at the switch; dip: 5 − 20; regret: 1 − mean(5, 60) / 100
+    assert first == {"before": 20.0, "after": 60.0, "dip": -15.0, "regret": pytest.approx(0.675)}
+    assert finetune_numbers(run(0, [10, 20, 5, 60], finetune_steps=0), "eval/normalized_score") is None
+    text = finetune_table(group_runs([run(0, [10, 20, 5, 60]), run(1, [10, 40, 40, 80])]), ["eval/normalized_score"])
+    # before 20, 40; after 60, 80; dip −15, 0; regret 0.675, 0.4
+    assert "| 2 | 30.00 ± 10.00 | 70.00 ± 10.00 | -7.50 ± 7.50 | 0.54 ± 0.14 |" in text
