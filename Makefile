@@ -20,7 +20,7 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider
+	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider --durations=30
 
 test-all: setup
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -48,12 +48,18 @@ def source_name(env_choice: str | None, dataset_choice: str | None, dataset_id: 
     return "none"
 
 
+def updates(total_steps: int, finetune_steps: int, updates_per_step: int) -> int:
+    """Gradient updates of a whole run: the offline ones, then updates_per_step per fine-tuning env step."""
+    return int(total_steps) + int(finetune_steps) * int(updates_per_step)
+
+
 def register_resolvers() -> None:
     for name, fn in (
         ("rlrun_claim_dir", claim_dir),
         ("rlrun_run_dir", run_dir),
         ("rlrun_source_name", source_name),
         ("rlrun_output_subdir", output_subdir),
+        ("rlrun_updates", updates),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn, use_cache=True)
