@@ -148,7 +148,9 @@ def test_preflight_errors(overrides, message):
 def test_cli_rejects_bad_input_with_clear_message(tmp_path, args, expected, pendulum_dataset):
     start = time.time()
     result = rlrun(*args, cwd=tmp_path, timeout=60)
-    assert time.time() - start < 10
+    # start-up only (imports, composition, at most a small dataset's load): ≈ 5 s idle, up to ≈ 12 s on a
+    # machine busy with two other runs; the runs these errors stop would take minutes
+    assert time.time() - start < 25
     assert result.returncode == 2
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("checkpoints")), "left a run behind"
     assert expected in result.stderr + result.stdout
