@@ -50,7 +50,13 @@ def run_updates(update, batch, n: int = 3) -> list[dict]:
     [
         (False, True, 1e-4, "blas"),
         (True, False, 0.1, "blas"),
-        pytest.param(False, True, 1e-4, "onednn", marks=pytest.mark.skipif(not onednn.available(), reason="no oneDNN")),
+        pytest.param(
+            False,
+            True,
+            1e-4,
+            "onednn",
+            marks=[pytest.mark.skipif(not onednn.available(), reason="no oneDNN"), pytest.mark.slow],  # ≈ 50 s
+        ),
     ],
     ids=["compile", "bf16", "compile_onednn"],
 )

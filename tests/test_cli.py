@@ -236,7 +236,7 @@ def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
     assert state["source"]["replay"]["data"]["option"].min() >= 0  # every stored transition knows its option
 
 
-@pytest.mark.parametrize("algo", ["option_critic", "soft_option_critic"])
+@pytest.mark.parametrize("algo", ["option_critic", pytest.param("soft_option_critic", marks=pytest.mark.slow)])  # ≈ 50 s
 def test_option_critic_with_box_actions_in_meta_world(tmp_path, algo):
     args = [
         f"algo={algo}",

@@ -1,7 +1,9 @@
-"""Short "it learns" checks on small tasks (each about a minute or two on 2 CPU cores)."""
+"""Short "it learns" checks on small tasks (about a minute each on 2 CPU cores; the longer option-critic ones
+are marked slow and run in make test-all)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import make_cfg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -26,6 +28,7 @@ def test_sac_learns_pendulum(tmp_path):
     assert final_return > -400, final_return
 
 
+@pytest.mark.slow  # over a minute: in make test-all
 def test_option_critic_learns_cartpole(tmp_path):
     """Random play lasts about 22 steps on CartPole-v1; 20k steps of option-critic balance far longer
     (the full preset reaches 500 within 200k steps; bench/RESULTS.md)."""
@@ -49,6 +52,7 @@ def test_option_critic_learns_cartpole(tmp_path):
     assert abs(sum(usage) - 1.0) < 1e-3, usage
 
 
+@pytest.mark.slow  # over a minute: in make test-all
 def test_soft_option_critic_learns_pendulum(tmp_path):
     """Box-action options: 4k steps of the soft option-critic on Pendulum-v1 reach about -150 (random
     play about -1200 to -1500), as SAC does; 20k steps reach -110 (bench/RESULTS.md)."""
