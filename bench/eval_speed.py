@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 from functools import partial
+from typing import Callable
 
 import gymnasium as gym
 import torch
@@ -19,6 +20,16 @@ from rlrun.build import make_algo, make_source
 from rlrun.resolvers import register_resolvers
 from rlrun.schema import register_configs
 from rlrun.trainer import evaluate, evaluate_vector
+
+
+def fastest(play: Callable[[], None], repeats: int) -> float:
+    """The shortest wall time of `repeats` calls of `play`."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        play()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def main() -> None:
@@ -38,28 +49,21 @@ def main() -> None:
         f"{cfg.env.id}, door-size CQL policy"
     )
     print("| eval_envs | vector env | wall time (s) |\n|---|---|---|")
+
+    def serial() -> None:
+        env = source.make_eval_env(10_000)
+        evaluate(algo, env, args.episodes, 10_000, device)
+        env.close()
+
     for n in args.envs:
-        times = []
         if n == 1:
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                env = source.make_eval_env(10_000)
-                evaluate(algo, env, args.episodes, 10_000, device)
-                env.close()
-                times.append(time.perf_counter() - start)
-            kind = "none (serial)"
-        else:
-            for kind in (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv):
-                envs = kind([partial(source.make_eval_env, 10_000 + i) for i in range(n)])
-                times = []
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    evaluate_vector(algo, envs, args.episodes, 10_000, device)
-                    times.append(time.perf_counter() - start)
-                envs.close()
-                print(f"| {n} | {kind.__name__} | {min(times):.2f} |", flush=True)
+            print(f"| 1 | none (serial) | {fastest(serial, args.repeats):.2f} |", flush=True)
             continue
-        print(f"| {n} | {kind} | {min(times):.2f} |", flush=True)
+        for vector in (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv):
+            envs = vector([partial(source.make_eval_env, 10_000 + i) for i in range(n)])
+            wall = fastest(lambda: evaluate_vector(algo, envs, args.episodes, 10_000, device), args.repeats)
+            envs.close()
+            print(f"| {n} | {vector.__name__} | {wall:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
