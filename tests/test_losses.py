@@ -112,9 +112,8 @@ def test_cal_ql_lower_bound_by_hand():
 def test_mc_returns_by_hand_terminated_and_truncated_episodes():
     from rlrun.data.offline import mc_returns
 
-    rewards = np.array([1.0, 2.0, 3.0, 1.0, 1.0, 4.0], dtype=np.float32)
-    terminals = np.array([0, 0, 1, 0, 0, 0], dtype=np.float32)  # a terminated episode, then two truncated ones
-    got = mc_returns(rewards, terminals, np.array([3, 2, 1]), gamma=0.5)
+    rewards = np.array([1.0, 2.0, 3.0, 1.0, 1.0, 4.0], dtype=np.float32)  # a terminated episode, then two truncated ones
+    got = mc_returns(rewards, np.array([3, 2, 1]), gamma=0.5)
     # 3 | 2 + .5·3 = 3.5 | 1 + .5·3.5 = 2.75; truncated: 1 | 1 + .5·1 = 1.5 (nothing after its last step); 4
     np.testing.assert_allclose(got, [2.75, 3.5, 3.0, 1.5, 1.0, 4.0])
 

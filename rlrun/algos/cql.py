@@ -20,7 +20,8 @@ from rlrun.losses import calibrated, cql_difference, cql_logsumexp, critic_mse, 
 
 
 class CQL(SAC):
-    calibrated = False  # CalQL: bound the policy's pushed-down Q-values below by the data's return (Batch.mc_return)
+    # CalQL: batches carry the data's returns (Batch.mc_return), which bound the pushed-down Q-values below
+    uses_mc_returns = False
 
     def __init__(
         self,
@@ -75,7 +76,7 @@ class CQL(SAC):
         q_data = q_all[..., 0]
         q_rand, q_pi, q_next_pi = q_all[..., 1:].split(n, -1)  # 3 × (n_critics, B, N)
         metrics = {"train/q_mean": q_data.detach().mean()}
-        if self.calibrated and batch.mc_return is not None:  # online batches carry no returns: plain CQL
+        if self.uses_mc_returns and batch.mc_return is not None:  # online batches carry no returns: plain CQL
             metrics["train/calibrated_share"] = (q_pi.detach() < batch.mc_return[None, :, None]).float().mean()
             q_pi, q_next_pi = calibrated(q_pi, batch.mc_return), calibrated(q_next_pi, batch.mc_return)
         ood = cql_logsumexp(

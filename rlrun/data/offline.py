@@ -194,18 +194,17 @@ def next_actions(actions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return nxt
 
 
-def mc_returns(rewards: np.ndarray, terminals: np.ndarray, lengths: np.ndarray, gamma: float) -> np.ndarray:
+def mc_returns(rewards: np.ndarray, lengths: np.ndarray, gamma: float) -> np.ndarray:
     """Discounted return from each transition to the end of its episode, Σ_k γ^k r_(t+k) (Cal-QL's V^μ).
-    A terminated episode's value beyond its end is 0; a truncated episode's return also stops at its
-    last step (as the Cal-QL paper's and CORL's code: the data holds no later reward)."""
+    The sum ends at an episode's last step whether it terminated (its value after the end is 0) or was
+    truncated (the data holds no later reward; the Cal-QL paper's and CORL's code end it there too)."""
     out = np.zeros(len(rewards), dtype=np.float64)
-    start = 0
+    end = 0
     for length in lengths:
-        following = 0.0
-        for t in range(start + length - 1, start - 1, -1):
-            following = rewards[t] + gamma * following * (1.0 - terminals[t])
+        end, following = end + length, 0.0
+        for t in range(end - 1, end - length - 1, -1):
+            following = rewards[t] + gamma * following
             out[t] = following
-        start += length
     return out.astype(np.float32)
 
 
@@ -260,7 +259,7 @@ class DatasetSource:
         self.obs_mean, self.obs_std = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
         data["next_act"] = next_actions(data["act"], lengths)
         if mc_gamma is not None:  # the algorithm's uses_mc_returns: returns of the learned rewards
-            data["mc_return"] = mc_returns(data["rew"], data["terminal"], lengths, mc_gamma)
+            data["mc_return"] = mc_returns(data["rew"], lengths, mc_gamma)
         t = {k: torch.as_tensor(v, device=device) for k, v in data.items()}
         self.data = Batch(
             (t["obs"] - self.obs_mean) / self.obs_std,
