@@ -3,6 +3,7 @@ by side in the same run.
 
     python bench/throughput.py [--seconds 20] [--configs door pendulum] [--devices cpu cuda]
                                [--algos cql sac bc td3_bc iql awac rebrac]
+                               [--parallel-seeds 2 4 8] [--no-variants]
 
 Sizes: door = 39 obs, 28 actions, 3x256 actor and critics, batch 256, 10 sampled actions;
 pendulum = 3 obs, 1 action, 2x64 (the cql_pendulum preset), batch 256, 10 sampled actions.
@@ -31,13 +32,14 @@ import torch
 from rlrun import onednn, presets
 from rlrun.accel import MMAP_THRESHOLD, TRIM_THRESHOLD, accelerate, keep_freed_memory
 from rlrun.algos.base import Batch
-from rlrun.build import make_algo
+from rlrun.build import make_algo, make_members
 from rlrun.data.online import Spaces
 from rlrun.resolvers import register_resolvers
 from rlrun.schema import register_configs
 
 HERE = Path(__file__).resolve().parent
-D3RLPY_PY = HERE / ".venv-d3rlpy" / "bin" / "python"
+# d3rlpy's Python: `make bench`'s venv, or D3RLPY_PYTHON (bench/gpu_check.sh: the GPU image's, with d3rlpy's wheels on PYTHONPATH)
+D3RLPY_PY = os.environ.get("D3RLPY_PYTHON", str(HERE / ".venv-d3rlpy" / "bin" / "python"))
 CONFIGS = {"door": (39, 28, [256, 256, 256]), "pendulum": (3, 1, [64, 64])}
 BATCH, N_ACTIONS = 256, 10
 # rlrun's device.keep_freed_memory, given to d3rlpy's process through glibc's environment tunables
@@ -89,6 +91,17 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     return peak
 
 
+def fixed_batch(obs: int, act: int, device: torch.device) -> Batch:
+    return Batch(
+        torch.randn(BATCH, obs, device=device),
+        torch.rand(BATCH, act, device=device) * 2 - 1,
+        torch.randn(BATCH, device=device),
+        torch.randn(BATCH, obs, device=device),
+        torch.zeros(BATCH, device=device),
+        next_act=torch.rand(BATCH, act, device=device) * 2 - 1,
+    )
+
+
 def rlrun_rate(
     algo: str, cfg: str, device: torch.device, amp: bool, compile: bool, graphs: bool, seconds: float, use_onednn: bool = False
 ) -> float:
@@ -111,14 +124,7 @@ def rlrun_rate(
     )
     model = make_algo(config, Spaces(obs_dim=obs, act_dim=act, discrete=False), device)
     update = accelerate(model.update, device, amp, compile, graphs)
-    batch = Batch(
-        torch.randn(BATCH, obs, device=device),
-        torch.rand(BATCH, act, device=device) * 2 - 1,
-        torch.randn(BATCH, device=device),
-        torch.randn(BATCH, obs, device=device),
-        torch.zeros(BATCH, device=device),
-        next_act=torch.rand(BATCH, act, device=device) * 2 - 1,
-    )
+    batch = fixed_batch(obs, act, device)
     for _ in range(5 if not (compile or graphs) else 20):
         update(batch)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -132,7 +138,7 @@ def rlrun_rate(
 
 
 def d3rlpy_rate(algo: str, cfg: str, device: torch.device, seconds: float, keep_memory: bool) -> float | None:
-    if not D3RLPY_PY.exists():
+    if not Path(D3RLPY_PY).exists():
         return None
     obs, act, hidden = CONFIGS[cfg]
     cmd = [
@@ -155,12 +161,56 @@ def d3rlpy_rate(algo: str, cfg: str, device: torch.device, seconds: float, keep_
         "--device",
         "cuda:0" if device.type == "cuda" else "cpu:0",
     ]
-    env = dict(os.environ, GLIBC_TUNABLES=GLIBC_KEEP_MEMORY) if keep_memory else None
+    env = dict(os.environ, GLIBC_TUNABLES=GLIBC_KEEP_MEMORY) if keep_memory else dict(os.environ)
+    if "D3RLPY_PYTHONPATH" in env:
+        env["PYTHONPATH"] = env["D3RLPY_PYTHONPATH"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         print(out.stderr[-1500:], file=sys.stderr)
         return None
     return json.loads(out.stdout.strip().splitlines()[-1])["updates_per_s"]
+
+
+def parallel_rate(algo: str, cfg: str, device: torch.device, k: int, seconds: float) -> float:
+    """Aggregate updates/s of `k` parallel seeds (trainer.parallel_seeds, fp32) on one fixed batch per member."""
+    onednn.use("blas")
+    obs, act, hidden = CONFIGS[cfg]
+    extra = [f"algo.n_actions={N_ACTIONS}", "algo.backup_entropy=false", "algo.actor_lr=1e-4"] if algo == "cql" else []
+    config = presets.compose(
+        [
+            f"algo={algo}",
+            "env=pendulum",
+            f"network.hidden_sizes=[{','.join(map(str, hidden))}]",
+            f"trainer.batch_size={BATCH}",
+            "trainer.total_steps=1000000",
+            *extra,
+        ]
+    )
+    members = make_members(config, Spaces(obs_dim=obs, act_dim=act, discrete=False), device, seed=0, k=k)
+    one = fixed_batch(obs, act, device)
+    batch = Batch(*(None if f is None else torch.stack([f] * k) for f in one))  # (B, ...) -> (K, B, ...)
+    for _ in range(5):
+        members.update(batch)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        members.update(batch)
+        count += 1
+    sync()
+    return k * count / (time.perf_counter() - start)
+
+
+def parallel_table(configs: list[str], algos: list[str], device: torch.device, ks: list[int], seconds: float) -> None:
+    """Aggregate updates/s of K parallel seeds, and its ratio to one seed's plain update in the same run."""
+    print("| config | algo | one seed, updates/s | K | aggregate updates/s | ratio to one seed |")
+    print("|---|---|---|---|---|---|")
+    for cfg in configs:
+        for algo in algos:
+            single = rlrun_rate(algo, cfg, device, False, False, False, seconds)
+            for k in ks:
+                rate = parallel_rate(algo, cfg, device, k, seconds)
+                print(f"| {cfg} | {algo} | {single:.1f} | {k} | {rate:.1f} | {rate / single:.2f}x |", flush=True)
 
 
 def main() -> None:
@@ -178,6 +228,14 @@ def main() -> None:
     p.add_argument(
         "--glibc-default", action="store_true", help="leave glibc's allocator as it is (rlrun's device.keep_freed_memory=false)"
     )
+    p.add_argument(
+        "--parallel-seeds",
+        nargs="*",
+        type=int,
+        default=[],
+        help="also time trainer.parallel_seeds at these K (aggregate updates/s against one seed's, fp32)",
+    )
+    p.add_argument("--no-variants", action="store_true", help="only the parallel-seeds table")
     args = p.parse_args()
     if not args.glibc_default:
         keep_freed_memory()  # what `rlrun` does by default
@@ -190,6 +248,10 @@ def main() -> None:
         device = torch.device(dev_name)
         peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
         print(f"\n## {dev_name}: matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+        if args.parallel_seeds:
+            parallel_table(args.configs, args.algos, device, args.parallel_seeds, args.seconds)
+        if args.no_variants:
+            continue
         print(
             "| config | algo | variant | rlrun updates/s | d3rlpy updates/s | ratio | FLOP utilization | "
             "d3rlpy with rlrun's malloc setting | ratio to that |"

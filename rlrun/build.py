@@ -25,8 +25,9 @@ from rlrun.data.online import EnvSource, Spaces
 from rlrun.envs import check_env_id, make_env
 from rlrun.errors import UserError
 from rlrun.logger import Logger, flatten
+from rlrun.members import Members, MemberStreams
 from rlrun.schema import merge_checked, range_errors, with_current_schema
-from rlrun.trainer import Schedule, Trainer
+from rlrun.trainer import ParallelTrainer, Schedule, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def check_config(cfg: DictConfig) -> None:
             f"{algo_cls.__name__} learns from datasets only and cannot fine-tune online; set trainer.finetune_steps=0 "
             f"or choose another algo=."
         )
+    if cfg.trainer.parallel_seeds > 1:
+        check_parallel(cfg, algo_cls)
     if (
         cfg.env is not None
         and cfg.trainer.save_buffer
@@ -82,6 +85,20 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(
             f"Minari dataset {cfg.trainer.buffer_dataset_id} exists already: choose another "
             f"trainer.buffer_dataset_id or delete it with `minari delete {cfg.trainer.buffer_dataset_id}`."
+        )
+
+
+def check_parallel(cfg: DictConfig, algo_cls: type) -> None:
+    """trainer.parallel_seeds > 1: offline learning, eager updates."""
+    if cfg.env is not None or cfg.trainer.finetune_steps > 0:
+        raise UserError(
+            f"trainer.parallel_seeds trains offline runs only (dataset=..., no fine-tuning), and {algo_cls.__name__} "
+            f"here would learn online: set trainer.parallel_seeds=1 and sweep over seed= instead."
+        )
+    if cfg.device.compile or cfg.device.cuda_graphs:
+        raise UserError(
+            "device.compile and device.cuda_graphs do not apply to parallel seeds: "
+            "set them to false, or trainer.parallel_seeds=1."
         )
 
 
@@ -182,6 +199,20 @@ def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:
     return algo
 
 
+def make_members(cfg: DictConfig, spaces: Spaces, device: torch.device, seed: int, k: int) -> Members:
+    """trainer.parallel_seeds: member i built as a run with seed `seed + i` builds its algorithm, each
+    keeping its own random stream from there on."""
+    streams, shells = MemberStreams(device), []
+    outside = streams.capture()
+    for i in range(k):
+        seed_everything(seed + i)
+        shells.append(make_algo(cfg, spaces, device))
+        streams.states.append(streams.capture())
+    stacked = make_algo(cfg, spaces, device)
+    streams._set(outside)
+    return Members(shells, stacked, streams)
+
+
 RESUME_OVERRIDABLE = ("trainer.", "device.")  # how long and where a run goes on, not what it learns
 
 
@@ -193,7 +224,7 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
     """
     if cfg.resume:
         ckpt_dir = Path(cfg.resume).expanduser() / "checkpoints"
-        found = checkpoint.load_latest(ckpt_dir) if ckpt_dir.is_dir() else None
+        found = find_checkpoint(Path(cfg.resume).expanduser())
         if found is None:
             raise UserError(
                 f"resume={cfg.resume} holds no readable checkpoint ({ckpt_dir}); give the directory of an earlier run."
@@ -206,13 +237,18 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
                 f"to change the others."
             )
     else:
-        found = checkpoint.load_latest(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
+        found = find_checkpoint(run_dir)
         if found is None:
             return cfg, None
         log.info("%s already holds checkpoints (a requeued job?): resuming from them", run_dir)
         cfg = cfg.copy()
         cfg.resume = str(run_dir)
     state, path = found
+    if state["config"]["trainer"].get("parallel_seeds", 1) > 1 and "members" not in state:
+        raise UserError(
+            f"{path.parent.parent} is one member of a parallel-seeds run: resume the whole run with "
+            f"resume={path.parent.parent.parent}."
+        )
     log.info("resuming from %s at step %d", path, state["step"])
     try:
         saved = with_current_schema(state["config"])
@@ -227,8 +263,26 @@ def load_resume(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> tup
         raise UserError(
             f"bad override on resume: {e}; only trainer.* and device.* settings of their declared types can change."
         ) from None
+    if merged.trainer.parallel_seeds != saved.trainer.parallel_seeds:
+        raise UserError(
+            f"the run trains {saved.trainer.parallel_seeds} parallel seeds and resumes with as many: "
+            f"drop trainer.parallel_seeds={merged.trainer.parallel_seeds}."
+        )
     merged.resume = cfg.resume
     return merged, state
+
+
+def find_checkpoint(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
+    """A run directory's newest readable checkpoint. A parallel-seeds run's are its members', at their
+    newest common step: the first member's state with "members", every member's state in seed order."""
+    if (run_dir / "checkpoints").is_dir():
+        return checkpoint.load_latest(run_dir / "checkpoints")
+    dirs = sorted(run_dir.glob("seed_*/checkpoints"), key=lambda d: int(d.parent.name.removeprefix("seed_")))
+    found = checkpoint.load_common_step(dirs) if dirs else None
+    if found is None:
+        return None
+    states, path = found
+    return {**states[0], "members": states}, path
 
 
 def summary(cfg: DictConfig, source: Any, algo: Any, device: torch.device) -> str:
@@ -334,6 +388,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
             f"trainer.batch_size={cfg.trainer.batch_size} is larger than dataset {cfg.dataset.id} "
             f"({source.size} transitions); choose trainer.batch_size <= {source.size}."
         )
+    if cfg.trainer.parallel_seeds > 1:
+        return run_parallel(cfg, run_dir, source, device, resume_state)
     algo = make_algo(cfg, source.spaces, device)
     if cfg.dataset is not None:  # the contract's normalizer hook
         algo.obs_norm.set(source.obs_mean, source.obs_std)
@@ -358,4 +414,43 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
         logger.hparams(_hparams(cfg), [k for k in trainer.last_eval])
     finally:
         logger.close()
+    return result
+
+
+def run_parallel(cfg: DictConfig, run_dir: Path, source: Any, device: torch.device, resume_state: dict[str, Any] | None) -> float:
+    """trainer.parallel_seeds=K: K offline runs with seeds seed … seed+K−1 in this process, each in
+    run_dir/seed_<s>/ as a run of its own (config, TensorBoard, checkpoints); returns their mean final return."""
+    k = cfg.trainer.parallel_seeds
+    members = make_members(cfg, source.spaces, device, cfg.seed, k)
+    for shell in members.shells:
+        shell.obs_norm.set(source.obs_mean, source.obs_std)
+    members.gather()
+    if cfg.dry_run:
+        print(summary(cfg, source, members.shells[0], device) + f"\nseeds      {k} in parallel: {cfg.seed} … {cfg.seed + k - 1}")
+        return math.nan
+    schedule = _schedule(cfg.trainer, cfg.trainer.eval_video and videos_possible(source, cfg.seed), True)
+    configs, trainers = [], []
+    for i, shell in enumerate(members.shells):
+        member = cfg.copy()
+        member.seed = cfg.seed + i
+        member_dir = run_dir / f"seed_{member.seed}"
+        (member_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(member, member_dir / ".hydra" / "config.yaml")
+        logger = Logger(member_dir, purge_step=resume_state["step"] + 1 if resume_state else None)
+        resolved = OmegaConf.to_container(member, resolve=True)
+        trainers.append(Trainer(shell, source, logger, member_dir, schedule, member.seed, resolved, device))
+        configs.append(member)
+    parallel = ParallelTrainer(members, trainers, accelerate(members.update, device, cfg.device.amp, False, False))
+    if resume_state is not None:
+        parallel.load_state_dicts(resume_state["members"])
+    else:
+        for trainer, member in zip(trainers, configs):
+            trainer.logger.text("config", "```\n" + OmegaConf.to_yaml(member, resolve=True) + "```")
+    try:
+        result = parallel.run()
+        for trainer, member in zip(trainers, configs):
+            trainer.logger.hparams(_hparams(member), list(trainer.last_eval))
+    finally:
+        for trainer in trainers:
+            trainer.logger.close()
     return result

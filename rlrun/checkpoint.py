@@ -138,3 +138,15 @@ def load_latest(ckpt_dir: Path) -> tuple[dict[str, Any], Path] | None:
         except (CheckpointError, OSError, RuntimeError, EOFError) as e:
             log.warning("skipping checkpoint %s: %s", path, e)
     return None
+
+
+def load_common_step(ckpt_dirs: list[Path]) -> tuple[list[dict[str, Any]], Path] | None:
+    """The checkpoints of several runs (parallel seeds' members) at the newest step all of them hold
+    readable; the first one's path; None if there is no such step."""
+    common = set.intersection(*({step for step, _ in step_files(d)} for d in ckpt_dirs))
+    for step in sorted(common, reverse=True):
+        try:
+            return [read(d / f"step_{step}.pt") for d in ckpt_dirs], ckpt_dirs[0] / f"step_{step}.pt"
+        except (CheckpointError, OSError, RuntimeError, EOFError) as e:
+            log.warning("skipping step %d of the parallel seeds' checkpoints: %s", step, e)
+    return None

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rlrun import onednn
+from rlrun import noise, onednn
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -206,7 +206,7 @@ class GaussianActor(nn.Module):
         for layer in self.net:
             x = layer(x)
             if dropout and self.dropout > 0 and isinstance(layer, tuple(ACTIVATIONS.values())):
-                x = F.dropout(x, self.dropout, training=True)
+                x = noise.dropout(x, self.dropout)
         return torch.tanh(x) if self.tanh_mean else x
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
@@ -218,7 +218,7 @@ class GaussianActor(nn.Module):
         """A sampled action, clipped to [-1, 1], without gradient: (*B, O) -> (*B, A)."""
         with torch.no_grad():
             mean = self.mean(obs)
-            return (mean + self.log_std.clamp(-20.0, 2.0).exp() * torch.randn_like(mean)).clamp(-1.0, 1.0)
+            return (mean + self.log_std.clamp(-20.0, 2.0).exp() * noise.randn_like(mean)).clamp(-1.0, 1.0)
 
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
         return self.mean(obs).clamp(-1.0, 1.0) if deterministic else self.sample(obs)
@@ -290,7 +290,7 @@ class OptionPolicies(nn.Module):
 
 def tanh_gaussian_sample(mean: Tensor, log_std: Tensor, deterministic: bool) -> tuple[Tensor, Tensor]:
     """a = tanh(u), u ~ N(mean, exp(log_std)) reparameterized (u = mean when deterministic), and log π(a)."""
-    u = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+    u = mean if deterministic else mean + log_std.exp() * noise.randn_like(mean)
     return torch.tanh(u), tanh_gaussian_log_prob(u, mean, log_std)
 
 

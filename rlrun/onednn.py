@@ -82,6 +82,17 @@ def enabled_for(x: Tensor, layer_macs: int) -> bool:
     )
 
 
+class suspended:
+    """Context: the oneDNN path is off within it (parallel seeds' vmapped updates, which it does not batch)."""
+
+    def __enter__(self) -> None:
+        self.was = _state["on"]
+        _state["on"] = False
+
+    def __exit__(self, *exc: object) -> None:
+        _state["on"] = self.was
+
+
 def current() -> str:
     """The backend in effect: "onednn" or "blas" (what `use` would be given to choose it again)."""
     return "onednn" if _state["on"] else "blas"

@@ -65,6 +65,8 @@ def read_checkpoint(run_dir: Path, step: int | None) -> tuple[dict[str, Any], Pa
             f"cannot read the step {step} checkpoint of {run_dir} ({e}); give a step that "
             f"`ls {ckpt_dir}` shows, or leave --step out for the newest."
         ) from None
+    if found is None and any(Path(run_dir).glob("seed_*/checkpoints")):
+        raise UserError(f"{run_dir} is a parallel-seeds run, one directory per agent: give one of its seed_<s>/ directories.")
     if found is None:
         raise UserError(f"{run_dir} holds no readable checkpoint ({ckpt_dir}); give the directory of an rlrun run.")
     return found

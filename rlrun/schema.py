@@ -132,6 +132,8 @@ class TrainerConfig:
     """Fine-tuning: share of each batch drawn from the dataset, the rest from the new transitions."""
     updates_per_step: int = ranged(1, ge=1)
     """Online training and fine-tuning: gradient updates per env step."""
+    parallel_seeds: int = ranged(1, ge=1)
+    """Offline runs: train seeds seed … seed+K−1 in this one process as one vectorized model (run dirs seed_<s>/)."""
     learning_starts: int = ranged(1000, ge=0)
     """Online: uniformly random actions for this many env steps before the first update."""
     replay_size: int = ranged(1_000_000, gt=0)

@@ -6,6 +6,7 @@ Per step: source.step (online: act and store) → algo.update(source.sample(B)) 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -15,19 +16,21 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from rlrun import __version__, checkpoint, onednn, video
-from rlrun.algos.base import Algorithm, begin_online
+from rlrun.algos.base import Algorithm, Batch, begin_online
 from rlrun.data.online import play
 from rlrun.envs import is_mujoco
 from rlrun.errors import UserError
 from rlrun.logger import Logger
+from rlrun.members import Members, MemberStreams
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +162,10 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self._signal: int | None = None
         self._eval_envs: gym.vector.VectorEnv | None = None
+        self.label = ""  # before its log lines (parallel seeds: "seed <s>: ")
+        # the random state a checkpoint holds, and its restore (parallel seeds: the member's own stream)
+        self.rng_state: Callable[[], dict[str, Any]] = checkpoint.rng_state
+        self.set_rng_state: Callable[[dict[str, Any]], None] = checkpoint.set_rng_state
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -168,7 +175,7 @@ class Trainer:
             "config": self.config,
             "algo": checkpoint.collect(self.algo),
             "source": self.source.state_dict(),
-            "rng": checkpoint.rng_state(),
+            "rng": self.rng_state(),
             "last_eval": self.last_eval,
             # what device.cpu_matmul=auto chose on CPU, kept by a resume (None: not a CPU run)
             "cpu_matmul": onednn.current() if self.device.type == "cpu" else None,
@@ -183,7 +190,7 @@ class Trainer:
                 f"version that wrote it, or start a new run."
             ) from None
         self.source.load_state_dict(state["source"])
-        checkpoint.set_rng_state(state["rng"])
+        self.set_rng_state(state["rng"])
         self.step, self.last_eval = state["step"], state["last_eval"]
 
     def save(self) -> Path:
@@ -233,7 +240,7 @@ class Trainer:
         self.logger.scalars(self.last_eval, self.step)
         if self.s.eval_video:
             self._record_video()
-        log.info("step %d: %s", self.step, ", ".join(f"{k}={v:.2f}" for k, v in self.last_eval.items()))
+        log.info("%sstep %d: %s", self.label, self.step, ", ".join(f"{k}={v:.2f}" for k, v in self.last_eval.items()))
 
     def _record_video(self) -> None:
         env = self.source.make_eval_env(self.seed + 10_000, render=True)
@@ -256,14 +263,22 @@ class Trainer:
             latest = (self.source.latest(),) if self.algo.learns_from_latest else ()
             for _ in range(self.s.updates_per_step if self.source.online else 1):
                 metrics = self.algo.update(self.source.sample(self.s.batch_size), *latest)
+        self.after_update(metrics, timer)
+        return metrics
+
+    def after_update(self, metrics: dict[str, Any], timer: dict[str, float], sync: Callable[[], None] = lambda: None) -> None:
+        """Log, evaluate and checkpoint where the schedule says; `sync` runs first when either of the last two is due."""
         if self.step % self.s.log_every == 0 and metrics:
             self._log_train(metrics, timer)
-        if self.step % self.s.eval_every == 0 or self.step == self.s.total_steps:
+        evaluate = self.step % self.s.eval_every == 0 or self.step == self.s.total_steps
+        save = self.step % self.s.checkpoint_every == 0 or self.step == self.s.total_steps
+        if evaluate or save:
+            sync()
+        if evaluate:
             self._evaluate()
-        if self.step % self.s.checkpoint_every == 0 or self.step == self.s.total_steps:
+        if save:
             self._check_finite(metrics)
             self.save()
-        return metrics
 
     def _mark_switch(self) -> None:
         """Fine-tuning starts: the algorithm's begin_online hook; marked once, as a log line and as TensorBoard text."""
@@ -274,33 +289,119 @@ class Trainer:
 
     def run(self) -> float:
         """Train to total_steps; returns the final eval/return_mean (what sweepers optimize)."""
-        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(
-            total=self.s.total_steps,
-            initial=self.step,
-            disable=not self.s.progress,
-            dynamic_ncols=True,
-            mininterval=0.5 if sys.stderr.isatty() else 30.0,
-        )
         metrics: dict[str, Any] = {}
         timer = {"step": self.step, "time": time.perf_counter()}
-        try:
-            while self.step < self.s.total_steps:
-                if self._signal is not None:
-                    self.save()
-                    log.warning("signal %d: checkpoint written at step %d; exiting", self._signal, self.step)
-                    raise SignalExit(self._signal)
-                self.step += 1
-                metrics = self._iteration(metrics, timer)
-                bar.update(1)
-                if self.last_eval:
-                    bar.set_postfix(eval_return=f"{self.last_eval['eval/return_mean']:.1f}", refresh=False)
-        finally:
-            bar.close()
-            self.logger.flush()
-            if self._eval_envs is not None:
-                self._eval_envs.close()
-                self._eval_envs = None
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+        with running(self.s, self.step, self._on_signal) as bar:
+            try:
+                while self.step < self.s.total_steps:
+                    if self._signal is not None:
+                        self.save()
+                        log.warning("signal %d: checkpoint written at step %d; exiting", self._signal, self.step)
+                        raise SignalExit(self._signal)
+                    self.step += 1
+                    metrics = self._iteration(metrics, timer)
+                    advance(bar, self.last_eval)
+            finally:
+                self.close()
         return self.last_eval.get("eval/return_mean", math.nan)
+
+    def close(self) -> None:
+        self.logger.flush()
+        if self._eval_envs is not None:
+            self._eval_envs.close()
+            self._eval_envs = None
+
+
+@contextlib.contextmanager
+def running(s: Schedule, start: int, on_signal: Callable[[int, Any], None]) -> Iterator[tqdm]:
+    """A training loop's progress bar, with SIGINT and SIGTERM caught by `on_signal` until it ends."""
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    bar = tqdm(
+        total=s.total_steps,
+        initial=start,
+        disable=not s.progress,
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def advance(bar: tqdm, last_eval: dict[str, float]) -> None:
+    bar.update(1)
+    if last_eval:
+        bar.set_postfix(eval_return=f"{last_eval['eval/return_mean']:.1f}", refresh=False)
+
+
+class ParallelTrainer:
+    """trainer.parallel_seeds: K member Trainers, each with its run directory, logger, evaluations and
+    checkpoints, whose algorithms learn in lockstep as one rlrun.members.Members.
+
+    Each step samples every member's batch from its own stream and updates all members at once;
+    where an evaluation or a checkpoint is due, the members' state is first copied into their
+    Trainers' algorithms. A member's checkpoint is a single run's, random state included.
+    """
+
+    def __init__(self, members: Members, trainers: list[Trainer], update: Callable[[Batch], dict[str, Tensor]]) -> None:
+        self.members, self.trainers, self.update = members, trainers, update
+        lead = trainers[0]
+        self.source, self.s, self.step = lead.source, lead.s, lead.step
+        self._signal: int | None = None
+        for k, trainer in enumerate(trainers):
+            trainer.rng_state = partial(members.streams.run, k, checkpoint.rng_state)
+            trainer.set_rng_state = partial(_set_member_rng, members.streams, k)
+            trainer.label = f"seed {trainer.seed}: "
+
+    def load_state_dicts(self, states: list[dict[str, Any]]) -> None:
+        for trainer, state in zip(self.trainers, states):
+            trainer.load_state_dict(state)
+        self.members.gather()
+        self.step = self.trainers[0].step
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signal = signum
+
+    def _save_all(self) -> None:
+        self.members.scatter()
+        for trainer in self.trainers:
+            trainer.save()
+
+    def _iteration(self, timers: list[dict[str, float]]) -> None:
+        metrics = self.update(self.members.sample(self.source, self.s.batch_size))  # each (K,)
+        synced: list[bool] = []
+
+        def sync() -> None:  # once per step, however many members evaluate or save
+            if not synced:
+                self.members.scatter()
+                synced.append(True)
+
+        for k, trainer in enumerate(self.trainers):
+            trainer.step = self.step
+            trainer.after_update({name: value[k] for name, value in metrics.items()}, timers[k], sync)
+
+    def run(self) -> float:
+        """Train every member to total_steps; returns the mean over members of their final eval/return_mean."""
+        timers = [{"step": self.step, "time": time.perf_counter()} for _ in self.trainers]
+        with running(self.s, self.step, self._on_signal) as bar:
+            try:
+                while self.step < self.s.total_steps:
+                    if self._signal is not None:
+                        self._save_all()
+                        log.warning("signal %d: checkpoints of all members written at step %d; exiting", self._signal, self.step)
+                        raise SignalExit(self._signal)
+                    self.step += 1
+                    self._iteration(timers)
+                    advance(bar, self.trainers[0].last_eval)
+            finally:
+                for trainer in self.trainers:
+                    trainer.close()
+        return float(np.mean([t.last_eval.get("eval/return_mean", math.nan) for t in self.trainers]))
+
+
+def _set_member_rng(streams: MemberStreams, k: int, state: dict[str, Any]) -> None:
+    """Restore a member's saved random state: its torch generators become member k's stream."""
+    streams.run(k, partial(checkpoint.set_rng_state, state))

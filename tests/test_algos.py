@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import os
 
 import numpy as np
 import pytest
@@ -32,6 +33,8 @@ VARIANTS = {
     "soft_option_critic-huber": ["algo.critic_every_option=true", "algo.critic_huber=1.0"],
 }
 N_OPTIONS = 3
+# the contract tests' device: RLRUN_TEST_DEVICE=cuda runs them on a GPU (bench/gpu_check.sh)
+DEVICE = torch.device(os.environ.get("RLRUN_TEST_DEVICE", "cpu"))
 
 
 def registry_cases() -> dict[str, Spaces]:
@@ -58,12 +61,12 @@ def build(name: str, spaces: Spaces, seed: int = 0, *overrides: str):
         "soft_option_critic": [f"algo.n_options={N_OPTIONS}"],
     }.get(algo, []) + VARIANTS.get(name, [])
     cfg = make_cfg(f"algo={algo}", "env=pendulum", "network.hidden_sizes=[32,32]", *extra, *overrides)
-    return make_algo(cfg, spaces, torch.device("cpu"))
+    return make_algo(cfg, spaces, DEVICE)
 
 
 def random_batch(spaces: Spaces, size: int = 16) -> Batch:
     act = torch.randint(0, spaces.act_dim, (size,)) if spaces.discrete else torch.rand(size, spaces.act_dim) * 2 - 1
-    return Batch(
+    batch = Batch(
         torch.randn(size, spaces.obs_dim),
         act,
         torch.randn(size),
@@ -73,6 +76,7 @@ def random_batch(spaces: Spaces, size: int = 16) -> Batch:
         act.roll(1, 0),
         torch.randn(size) * 5,
     )
+    return Batch(*(x.to(DEVICE) for x in batch))
 
 
 def update(algo, batch: Batch) -> dict:
@@ -93,7 +97,7 @@ def learned_modules(algo) -> list[str]:
 def test_act_shapes_and_range(name):
     spaces = ALGOS[name]
     algo = build(name, spaces)
-    action, _ = algo.act(torch.randn(4, spaces.obs_dim), algo.initial_state(), False)
+    action, _ = algo.act(torch.randn(4, spaces.obs_dim, device=DEVICE), algo.initial_state(), False)
     assert action.shape == ((4,) if spaces.discrete else (4, spaces.act_dim))
     if not spaces.discrete:
         assert action.abs().max() <= 1.0
@@ -129,7 +133,7 @@ def test_save_load_gives_identical_actions_and_optimizer_state(name, backend, tm
         update(algo, random_batch(spaces))
     checkpoint.save(tmp_path, 3, {"algo": checkpoint.collect(algo)}, keep=1)
     fresh = build(name, spaces, seed=1)
-    obs = torch.randn(32, spaces.obs_dim)
+    obs = torch.randn(32, spaces.obs_dim, device=DEVICE)
     assert not torch.equal(fresh.act(obs, None, True)[0], algo.act(obs, None, True)[0])
     state, _ = checkpoint.load_latest(tmp_path)
     checkpoint.restore(fresh, state["algo"])
@@ -174,7 +178,7 @@ def test_checkpoints_collect_all_mutable_state(name):
     before = uncollected(algo)
     state = algo.initial_state()
     for _ in range(3):
-        _, state = algo.act(torch.randn(2, spaces.obs_dim), state, False)
+        _, state = algo.act(torch.randn(2, spaces.obs_dim, device=DEVICE), state, False)
         update(algo, random_batch(spaces))
     after = uncollected(algo)
     changed = [k for k in before if not same(before[k], after[k])]
@@ -185,7 +189,7 @@ def test_checkpoints_collect_all_mutable_state(name):
 def test_bf16_autocast_update_runs_finitely(name):
     spaces = ALGOS[name]
     algo = build(name, spaces)
-    fast = accelerate(algo.update, torch.device("cpu"), True, False, False)
+    fast = accelerate(algo.update, DEVICE, True, False, False)
     for _ in range(2):
         batch = random_batch(spaces)
         metrics = fast(batch, _first(batch)) if algo.learns_from_latest else fast(batch)

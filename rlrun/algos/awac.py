@@ -17,7 +17,7 @@ import copy
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, act_with_actor, adam, joint_step, memoryless
+from rlrun.algos.base import Batch, act_with_actor, adam, after_step, joint_step, memoryless
 from rlrun.losses import advantage_weights, critic_mse, soft_update, td_target, weighted_log_likelihood_loss
 from rlrun.nets import CriticEnsemble, GaussianActor, MLPSpec, ObsNormalizer
 
@@ -72,5 +72,5 @@ class AWAC:
     def update(self, batch: Batch) -> dict[str, Tensor]:
         critic_loss, actor_loss, metrics = self.losses(batch)
         joint_step((self.critic_opt, critic_loss), (self.actor_opt, actor_loss))
-        soft_update(*self._soft_pairs, self.tau)
+        after_step(soft_update, *self._soft_pairs, self.tau)
         return metrics | {"train/critic_loss": critic_loss.detach(), "train/actor_loss": actor_loss.detach()}

@@ -12,7 +12,8 @@ default lives only in rlrun.schema), together with `obs_dim`, `act_dim`, `networ
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+import functools
+from typing import Any, Callable, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -115,16 +116,42 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
     joint_step((optimizer, loss))
 
 
+class Deferred(NamedTuple):
+    """What an update asked for while parallel seeds computed its losses under vmap
+    (rlrun.members): the optimizers, their summed loss, and the calls that follow their step."""
+
+    optimizers: list[torch.optim.Optimizer]
+    loss: list[Tensor]
+    then: list[Callable[[], Any]]
+
+
+_deferred: list[Deferred] = []  # set by a parallel update in progress
+
+
 def joint_step(*steps: tuple[torch.optim.Optimizer, Tensor]) -> None:
     """zero_grad → one backward of the summed losses → every optimizer steps.
 
     Each loss must reach only its own optimizer's parameters (detach or `frozen` everything else);
     then the gradients equal those of one backward per loss. One backward over one graph is what
     torch.compile needs: a second backward through a compiled forward finds its saved tensors freed.
+    Under parallel seeds the step waits until the members' losses are out of vmap (`Deferred`).
     """
+    if _deferred:
+        _deferred[-1].optimizers.extend(optimizer for optimizer, _ in steps)
+        _deferred[-1].loss.append(sum((loss for _, loss in steps[1:]), steps[0][1]))
+        return
     for optimizer, _ in steps:
         optimizer.zero_grad(set_to_none=True)
     losses = [loss for _, loss in steps]
     sum(losses[1:], losses[0]).backward()
     for optimizer, _ in steps:
         optimizer.step()
+
+
+def after_step(call: Callable[..., Any], *args: Any) -> None:
+    """call(*args) once the update's optimizers have stepped: target syncs and LR schedules; an
+    update makes them through this, so that under parallel seeds they follow the deferred step."""
+    if _deferred:
+        _deferred[-1].then.append(functools.partial(call, *args))
+    else:
+        call(*args)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlrun import noise
 from rlrun.algos.base import Batch, adam
 from rlrun.algos.sac import SAC
 from rlrun.losses import calibrated, cql_difference, cql_logsumexp, critic_mse, lagrange_terms, td_target
@@ -68,7 +69,7 @@ class CQL(SAC):
         with torch.no_grad():
             both = torch.stack([batch.obs, batch.next_obs], 1)  # (B, 2, O)
             pi_act, pi_log_prob = self.actor.sample_n(both, n)  # (B, 2, N, A), (B, 2, N)
-            rand_act = torch.rand(B, n, self.act_dim, device=batch.obs.device) * 2 - 1  # (B, N, A)
+            rand_act = noise.uniform((B, n, self.act_dim), -1.0, 1.0, batch.obs.device)  # (B, N, A)
         # Q(s, ·) at the data action and all 3N sampled actions in one pass: (B, 1 + 3N, A);
         # s enters once per state and broadcasts over the 1 + 3N actions
         actions = torch.cat([batch.act.unsqueeze(1), rand_act, pi_act.flatten(1, 2)], 1)

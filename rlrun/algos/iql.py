@@ -18,7 +18,7 @@ import copy
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, act_with_actor, adam, joint_step, memoryless
+from rlrun.algos.base import Batch, act_with_actor, adam, after_step, joint_step, memoryless
 from rlrun.losses import (
     advantage_weights,
     critic_mse,
@@ -88,8 +88,8 @@ class IQL:
     def update(self, batch: Batch) -> dict[str, Tensor]:
         value_loss, critic_loss, actor_loss, metrics = self.losses(batch)
         joint_step((self.value_opt, value_loss), (self.critic_opt, critic_loss), (self.actor_opt, actor_loss))
-        self.actor_schedule.step()
-        soft_update(*self._soft_pairs, self.tau)
+        after_step(self.actor_schedule.step)
+        after_step(soft_update, *self._soft_pairs, self.tau)
         return metrics | {
             "train/value_loss": value_loss.detach(),
             "train/critic_loss": critic_loss.detach(),

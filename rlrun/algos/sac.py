@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, adam, joint_step
+from rlrun.algos.base import Batch, adam, after_step, joint_step
 from rlrun.losses import critic_mse, sac_actor_loss, soft_update, td_target, temperature_loss
 from rlrun.nets import CriticEnsemble, MLPSpec, ObsNormalizer, TanhGaussianActor, frozen
 
@@ -119,4 +119,4 @@ def soft_actor_critic_step(
     if algo.autotune_alpha:
         steps.append((algo.alpha_opt, temperature_loss(algo.log_alpha, log_prob, algo.target_entropy)))
     joint_step(*steps)
-    soft_update(*algo._soft_pairs, algo.tau)
+    after_step(soft_update, *algo._soft_pairs, algo.tau)

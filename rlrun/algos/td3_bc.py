@@ -22,7 +22,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, act_with_actor, adam, joint_step, memoryless, optimizer_step
+from rlrun import noise
+from rlrun.algos.base import Batch, act_with_actor, adam, after_step, joint_step, memoryless, optimizer_step
 from rlrun.losses import critic_mse, smoothed_target_action, soft_update, td3_bc_actor_loss, td_target
 from rlrun.nets import CriticEnsemble, DeterministicActor, MLPSpec, ObsNormalizer, frozen
 
@@ -58,7 +59,7 @@ def build_delayed_actor_critic(
 def smoothed_next_action(algo: Any, next_obs: Tensor) -> Tensor:
     """ã' = clip(π̄(s') + clip(ε, ±c), ±1), ε ~ N(0, σ²); (B, O) -> (B, A)."""
     action = algo.actor_target(next_obs)
-    return smoothed_target_action(action, torch.randn_like(action) * algo.policy_noise, algo.noise_clip)
+    return smoothed_target_action(action, noise.randn_like(action) * algo.policy_noise, algo.noise_clip)
 
 
 def delayed_step(
@@ -76,7 +77,7 @@ def delayed_step(
     else:
         loss, actor_metrics = actor_loss(batch)
         joint_step((algo.critic_opt, critic_loss), (algo.actor_opt, loss))
-        soft_update(*algo._soft_pairs, algo.tau)
+        after_step(soft_update, *algo._soft_pairs, algo.tau)
         algo.actor_loss_last = loss.detach()
         metrics = metrics | actor_metrics
     return metrics | {"train/critic_loss": critic_loss.detach(), "train/actor_loss": algo.actor_loss_last}
