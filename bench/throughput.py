@@ -202,12 +202,16 @@ def parallel_rate(algo: str, cfg: str, device: torch.device, k: int, seconds: fl
 
 
 def parallel_table(configs: list[str], algos: list[str], device: torch.device, ks: list[int], seconds: float) -> None:
-    """Aggregate updates/s of K parallel seeds, and its ratio to one seed's plain update in the same run."""
+    """Aggregate updates/s of K parallel seeds, and its ratio to one seed's plain update in the same run
+    (on CPU the faster of its BLAS and oneDNN critic matmuls, as device.cpu_matmul=auto would pick)."""
     print("| config | algo | one seed, updates/s | K | aggregate updates/s | ratio to one seed |")
     print("|---|---|---|---|---|---|")
+    both = device.type == "cpu" and onednn.available()
     for cfg in configs:
         for algo in algos:
-            single = rlrun_rate(algo, cfg, device, False, False, False, seconds)
+            single = max(
+                rlrun_rate(algo, cfg, device, False, False, False, seconds, on) for on in ([False, True] if both else [False])
+            )
             for k in ks:
                 rate = parallel_rate(algo, cfg, device, k, seconds)
                 print(f"| {cfg} | {algo} | {single:.1f} | {k} | {rate:.1f} | {rate / single:.2f}x |", flush=True)
