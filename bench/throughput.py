@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -91,6 +92,22 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     return peak
 
 
+def bench_config(algo: str, cfg: str) -> Any:
+    """The algorithm's schema defaults at the config's sizes (CQL: 10 sampled actions, no entropy backup, door's rates)."""
+    hidden = CONFIGS[cfg][2]
+    extra = [f"algo.n_actions={N_ACTIONS}", "algo.backup_entropy=false", "algo.actor_lr=1e-4"] if algo == "cql" else []
+    return presets.compose(
+        [
+            f"algo={algo}",
+            "env=pendulum",
+            f"network.hidden_sizes=[{','.join(map(str, hidden))}]",
+            f"trainer.batch_size={BATCH}",
+            "trainer.total_steps=1000000",
+            *extra,
+        ]
+    )
+
+
 def fixed_batch(obs: int, act: int, device: torch.device) -> Batch:
     return Batch(
         torch.randn(BATCH, obs, device=device),
@@ -110,19 +127,7 @@ def rlrun_rate(
         torch._dynamo.reset()  # each variant builds new modules and optimizers: compile afresh, not against old guards
     obs, act, hidden = CONFIGS[cfg]
     torch.manual_seed(0)
-    # each algorithm's schema defaults (CQL: 10 sampled actions, no entropy backup, door's learning rates)
-    extra = [f"algo.n_actions={N_ACTIONS}", "algo.backup_entropy=false", "algo.actor_lr=1e-4"] if algo == "cql" else []
-    config = presets.compose(
-        [
-            f"algo={algo}",
-            "env=pendulum",
-            f"network.hidden_sizes=[{','.join(map(str, hidden))}]",
-            f"trainer.batch_size={BATCH}",
-            "trainer.total_steps=1000000",
-            *extra,
-        ]
-    )
-    model = make_algo(config, Spaces(obs_dim=obs, act_dim=act, discrete=False), device)
+    model = make_algo(bench_config(algo, cfg), Spaces(obs_dim=obs, act_dim=act, discrete=False), device)
     update = accelerate(model.update, device, amp, compile, graphs)
     batch = fixed_batch(obs, act, device)
     for _ in range(5 if not (compile or graphs) else 20):
@@ -175,18 +180,7 @@ def parallel_rate(algo: str, cfg: str, device: torch.device, k: int, seconds: fl
     """Aggregate updates/s of `k` parallel seeds (trainer.parallel_seeds, fp32) on one fixed batch per member."""
     onednn.use("blas")
     obs, act, hidden = CONFIGS[cfg]
-    extra = [f"algo.n_actions={N_ACTIONS}", "algo.backup_entropy=false", "algo.actor_lr=1e-4"] if algo == "cql" else []
-    config = presets.compose(
-        [
-            f"algo={algo}",
-            "env=pendulum",
-            f"network.hidden_sizes=[{','.join(map(str, hidden))}]",
-            f"trainer.batch_size={BATCH}",
-            "trainer.total_steps=1000000",
-            *extra,
-        ]
-    )
-    members = make_members(config, Spaces(obs_dim=obs, act_dim=act, discrete=False), device, seed=0, k=k)
+    members = make_members(bench_config(algo, cfg), Spaces(obs_dim=obs, act_dim=act, discrete=False), device, seed=0, k=k)
     one = fixed_batch(obs, act, device)
     batch = Batch(*(None if f is None else torch.stack([f] * k) for f in one))  # (B, ...) -> (K, B, ...)
     for _ in range(5):

@@ -61,40 +61,44 @@ class MemberStreams:
         return stacked[self.index]  # unbatched (K, *S) -> batched (*S), member k's row for member k
 
 
-def member_tensors(algo: Any) -> dict[str, Tensor]:
-    """The per-member state by path: floating-point parameters and buffers of every module
-    ("critic.hidden.0.weight") and floating-point tensor attributes ("log_alpha"). Integer tensors
-    (update counters) are shared: every member is at the same update."""
-    found: dict[str, Tensor] = {}
+Slots = dict[str, tuple[dict[str, Any], str]]
+
+
+def slots(algo: Any) -> Slots:
+    """Where the per-member state lives, by path: the dict and key holding each floating-point parameter
+    and buffer of every module ("critic.hidden.0.weight") and each floating-point tensor attribute
+    ("log_alpha"). Integer tensors (update counters) are shared: every member is at the same update."""
+    found: Slots = {}
     for name, value in vars(algo).items():
         if isinstance(value, nn.Module):
-            for path, t in [*value.named_parameters(), *value.named_buffers()]:
-                if t.is_floating_point():
-                    found[f"{name}.{path}"] = t
+            for owner_path, owner in value.named_modules():
+                for table in (owner._parameters, owner._buffers):
+                    for leaf, t in table.items():
+                        if t is not None and t.is_floating_point():
+                            found[".".join(filter(None, (name, owner_path, leaf)))] = (table, leaf)
         elif isinstance(value, Tensor) and value.is_floating_point():
-            found[name] = value
+            found[name] = (vars(algo), name)
     return found
 
 
+def member_tensors(algo: Any) -> dict[str, Tensor]:
+    """The per-member state by path (see `slots`)."""
+    return {path: table[key] for path, (table, key) in slots(algo).items()}
+
+
 @contextlib.contextmanager
-def swapped(algo: Any, tensors: dict[str, Tensor]) -> Iterator[None]:
-    """Within the block, the algorithm's tensors at these paths (see member_tensors) are the given ones."""
-    saved = []
+def swapped(where: Slots, tensors: dict[str, Tensor]) -> Iterator[None]:
+    """Within the block, the tensors at these slots are the given ones."""
+    saved = {path: where[path][0][where[path][1]] for path in tensors}
     for path, value in tensors.items():
-        name, _, rest = path.partition(".")
-        if rest:
-            owner_path, _, leaf = rest.rpartition(".")
-            owner = getattr(algo, name).get_submodule(owner_path)
-            table = owner._parameters if leaf in owner._parameters else owner._buffers
-        else:
-            table, leaf = vars(algo), name
-        saved.append((table, leaf, table[leaf]))
-        table[leaf] = value
+        table, key = where[path]
+        table[key] = value
     try:
         yield
     finally:
-        for table, leaf, old in reversed(saved):
-            table[leaf] = old
+        for path, value in saved.items():
+            table, key = where[path]
+            table[key] = value
 
 
 def _optimizers(algo: Any) -> dict[str, torch.optim.Optimizer]:
@@ -113,7 +117,8 @@ class Members:
         """`stacked`: one more algorithm built like the shells; its state becomes the stacked state."""
         self.shells, self.stacked, self.streams, self.k = shells, stacked, streams, len(shells)
         self.update_fn = type(stacked).update  # the class's own: an instance's `update` may be an accelerate wrapper
-        self.attributes = [name for name, t in member_tensors(self.stacked).items() if "." not in name]
+        self.slots = slots(stacked)
+        self.attributes = [name for name in self.slots if "." not in name]
         self.gather()
 
     # --- moving state between the shells and the stacked model -------------------------------
@@ -169,12 +174,12 @@ class Members:
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """Every member's update on its own batch (fields (K, B, ...)); metrics come back (K,)."""
-        state = member_tensors(self.stacked)
+        state = {path: table[key] for path, (table, key) in self.slots.items()}
         deferred = base.Deferred([], [], [])
 
         def one(member: dict[str, Tensor], index: Tensor, batch: Batch) -> tuple[Tensor, dict, dict]:
             self.streams.index = index
-            with swapped(self.stacked, member), noise.active(self.streams):
+            with swapped(self.slots, member), noise.active(self.streams):
                 metrics = self.update_fn(self.stacked, batch)
                 changed = {n: getattr(self.stacked, n) for n in self.attributes if getattr(self.stacked, n) is not member[n]}
             return sum(deferred.loss[1:], deferred.loss[0]), metrics, changed

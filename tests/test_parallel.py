@@ -4,16 +4,13 @@ multirun's layout, and stops and resumes exactly."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 from conftest import make_cfg, rlrun
 from hydra.utils import get_class
 from omegaconf import OmegaConf
-from test_reliability import OFFLINE, assert_identical
+from test_reliability import OFFLINE, assert_identical, signal_when_running
 
 from rlrun import checkpoint, report
 from rlrun.build import make_algo, make_members, make_source, run, seed_everything
@@ -108,23 +105,11 @@ def test_resume_takes_the_newest_step_that_every_member_holds(tmp_path, pendulum
 def test_sigterm_saves_every_member_at_one_step(tmp_path, pendulum_dataset):
     run_dir = tmp_path / "run"
     args = [*OFFLINE, "trainer.parallel_seeds=2", "trainer.total_steps=100000", "trainer.checkpoint_every=100000"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rlrun.cli", *args, f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 60
-    while not list(run_dir.glob("seed_1/events.out.tfevents.*")) and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(2)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    code, out = signal_when_running(args, run_dir, "seed_1/events.out.tfevents.*", signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, out[-2000:]
     steps = {checkpoint.read(run_dir / f"seed_{s}" / "checkpoints" / "last.pt")["step"] for s in (0, 1)}
     assert len(steps) == 1 and steps.pop() > 0
-    assert "checkpoints of all members written" in out + err
+    assert "checkpoints of all members written" in out
 
 
 @pytest.mark.parametrize(

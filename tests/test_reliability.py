@@ -193,24 +193,30 @@ def test_cli_non_finite_message_and_exit(tmp_path, pendulum_dataset):
     assert "non-finite values at step 50" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_saves_checkpoint_and_exits_nonzero(tmp_path, sig):
-    run_dir = tmp_path / "run"
+def signal_when_running(args: list[str], run_dir: Path, started: str, sig: int) -> tuple[int, str]:
+    """Start `rlrun *args` in run_dir, send `sig` a few seconds after `started` (a glob in run_dir) exists;
+    its exit status and its output (Hydra's console log handler writes to stdout)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rlrun.cli", *ONLINE, "trainer.total_steps=100000", f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
+        [sys.executable, "-m", "rlrun.cli", *args, f"hydra.run.dir={run_dir}"],
+        cwd=run_dir.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     deadline = time.time() + 60
-    while not list(run_dir.glob("events.out.tfevents.*")) and time.time() < deadline:
+    while not list(run_dir.glob(started)) and time.time() < deadline:
         time.sleep(0.5)
     time.sleep(3)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + sig, err[-2000:]
-    err = out + err  # Hydra's console log handler writes to stdout
+    return proc.returncode, out + err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_checkpoint_and_exits_nonzero(tmp_path, sig):
+    run_dir = tmp_path / "run"
+    code, err = signal_when_running([*ONLINE, "trainer.total_steps=100000"], run_dir, "events.out.tfevents.*", sig)
+    assert code == 128 + sig, err[-2000:]
     state = checkpoint.read(run_dir / "checkpoints" / "last.pt")
     assert state["step"] > 0
     assert f"signal {int(sig)}: checkpoint written at step {state['step']}" in err
