@@ -316,6 +316,8 @@ class OptionSettings:
 
     termination_reg: float = 0.01
     """Termination regularizer xi added to the advantage (larger: longer options)."""
+    deliberation_cost: float = ranged(0.0, ge=0)
+    """Cost eta of each switch (Harb et al. 2018): paid by the value on termination and added to the termination advantage."""
     epsilon_start: float = ranged(1.0, ge=0, le=1)
     """Exploration of the epsilon-greedy policy over options at the start ..."""
     epsilon_end: float = ranged(0.05, ge=0, le=1)

@@ -16,6 +16,7 @@ from hydra.utils import get_class
 from rlrun import checkpoint, onednn
 from rlrun.accel import accelerate
 from rlrun.algos.base import Batch
+from rlrun.algos.option_critic import pick
 from rlrun.build import make_algo, make_source
 from rlrun.data.online import Spaces
 from rlrun.data.replay import ReplayBuffer
@@ -454,6 +455,29 @@ def test_soft_option_critic_target_follows_the_option_target_by_hand():
     target = 1.0 + 0.99 * (0.75 * 2.0 + 0.25 * v_next)
     q = algo.critic(torch.cat([batch.obs, torch.tensor([[0.0, 1.0, 0.0]])], -1), batch.act)  # (2 critics, 1)
     torch.testing.assert_close(critic_loss, ((q - target) ** 2).sum())
+
+
+def test_deliberation_cost_is_paid_on_switching_and_added_to_the_termination_advantage():
+    """Harb et al. 2018: with cost c the option target is r + γ(1 − d)[(1 − β) Q̄(s', ω) + β (max Q̄(s', ·) − c)],
+    i.e. lower by γ(1 − d) β c, and the termination loss is the one of regularizer ξ + c."""
+    batch = random_batch(DISCRETE, 32)
+    plain = build("option_critic", DISCRETE, 0, "algo.termination_reg=0.01")
+    costly = build("option_critic", DISCRETE, 0, "algo.termination_reg=0.01", "algo.deliberation_cost=0.5")
+    shifted = build("option_critic", DISCRETE, 0, "algo.termination_reg=0.51")
+    beta_next = pick(plain.beta(batch.next_obs), batch.option)
+    drop = plain.target(batch, beta_next) - costly.target(batch, beta_next)
+    torch.testing.assert_close(drop, 0.99 * (1 - batch.terminal) * beta_next * 0.5)
+    assert drop.abs().max() > 0
+    torch.testing.assert_close(
+        costly.actor_loss(batch)[1]["train/termination_loss"], shifted.actor_loss(batch)[1]["train/termination_loss"]
+    )
+    soft = build("soft_option_critic", CONTINUOUS, 0, "algo.deliberation_cost=0.5")
+    soft_batch = random_batch(CONTINUOUS, 8)
+    torch.manual_seed(1)
+    with_cost = soft.losses(soft_batch)[0]
+    soft.cost = 0.0
+    torch.manual_seed(1)
+    assert not torch.equal(with_cost, soft.losses(soft_batch)[0])  # the soft critics' target pays it too
 
 
 def test_soft_option_critic_fits_every_options_critic_by_hand():

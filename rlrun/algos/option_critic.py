@@ -4,9 +4,11 @@ K options ω = (π_ω, β_ω) run under a policy over options that is ε-greedy 
 decaying linearly. Each env step, on the transition just taken (s, ω, a, r, s', d), the intra-option
 policies and terminations descend
   −log π_ω(a|s) (G − Q_Ω(s, ω)) − η H(π_ω(·|s))       (intra-option policy gradient)
-  + β_ω(s') (Q_Ω(s', ω) − V_Ω(s') + ξ) (1 − d)       (termination gradient, regularizer ξ)
-with G = r + γ (1 − d) [(1 − β_ω(s')) Q̄(s', ω) + β_ω(s') max_ω' Q̄(s', ω')] and V_Ω the value of
-the ε-greedy policy over options. Every `critic_every` steps the critic minimises
+  + β_ω(s') (Q_Ω(s', ω) − V_Ω(s') + ξ + c) (1 − d)   (termination gradient, regularizer ξ)
+with G = r + γ (1 − d) [(1 − β_ω(s')) Q̄(s', ω) + β_ω(s') (max_ω' Q̄(s', ω') − c)] and V_Ω the value of
+the ε-greedy policy over options. c is the deliberation cost of Harb, Bacon, Klissarov and Precup
+("When Waiting is Not an Option", AAAI 2018): each switch pays it, so options last unless switching
+gains more. Every `critic_every` steps the critic minimises
   E_replay[(Q_Ω(s, ω) − G)²]   (intra-option Q-learning on a small replay of (s, ω, a, r, s'))
 and the target Q̄ is copied from Q_Ω every `target_every` steps. As in the authors' deep version,
 the one-step advantage G − Q_Ω(s, ω) stands in for the paper's Q_U(s, ω, a) in the policy gradient.
@@ -53,6 +55,7 @@ class OptionCritic:
         actor_lr: float,
         termination_lr: float,
         termination_reg: float,
+        deliberation_cost: float,
         entropy_coef: float,
         epsilon_start: float,
         epsilon_end: float,
@@ -63,6 +66,7 @@ class OptionCritic:
     ) -> None:
         self.obs_norm = ObsNormalizer(obs_dim).to(device)  # identity: option-critic learns online from raw observations
         self.n_options, self.gamma, self.xi, self.eta = n_options, gamma, termination_reg, entropy_coef
+        self.cost = deliberation_cost
         self.eps_start, self.eps_end, self.eps_steps = epsilon_start, epsilon_end, epsilon_decay_steps
         self.critic_every, self.target_every, self.stats_rate = critic_every, target_every, stats_rate
         self._build_critic(obs_dim, act_dim, network, device, critic_lr)
@@ -141,7 +145,8 @@ class OptionCritic:
     def target(self, batch: Batch, beta_next: Tensor) -> Tensor:
         """G = r + γ(1 − d) U(s', ω) with the target critic; (B,)."""
         q_next = self.q_target(batch.next_obs)  # (B, K)
-        return option_target(batch.rew, batch.terminal, beta_next, q_next, q_next.max(-1).values, batch.option, self.gamma)
+        v_next = q_next.max(-1).values - self.cost  # a switch pays the deliberation cost
+        return option_target(batch.rew, batch.terminal, beta_next, q_next, v_next, batch.option, self.gamma)
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Intra-option Q-learning on a replay batch; also returns β of every option there (B, K)."""
@@ -160,7 +165,7 @@ class OptionCritic:
             advantage_next = pick(q_next, option) - epsilon_greedy_value(q_next, self.epsilon)
             advantage = self.target(latest, beta_next.detach()) - pick(self.q(latest.obs), option)
         log_prob, entropy = self.policies.log_prob_entropy(latest.obs, option, latest.act)
-        term = termination_loss(beta_next, advantage_next, self.xi, latest.terminal)
+        term = termination_loss(beta_next, advantage_next, self.xi + self.cost, latest.terminal)
         policy = intra_option_pg_loss(log_prob, advantage, entropy, self.eta)
         return term + policy, {
             "train/termination_loss": term.detach(),

@@ -5,13 +5,14 @@ Applications", 2018).
 
 On replay batches (s, ω, a, r, s', d), with a'_ω ~ π_ω(·|s') and ã ~ π_ω(·|s), it minimises
   critics:      Σ_i E[(Q_U,i(s, ω, a) − G)²],
-                G = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') V_Ω(s')],
+                G = r + γ(1 − d)[(1 − β_ω(s')) Q̄_Ω(s', ω) + β_ω(s') (V_Ω(s') − c)],
                 Q̄_Ω(s', ω) = min_j Q̄_U,j(s', ω, a'_ω) − α log π_ω(a'_ω|s'),
                 V_Ω(s') = (1 − ε) max_ω' Q̄_Ω(s', ω') + ε mean_ω' Q̄_Ω(s', ω')  (the ε-greedy policy's)
   policies:     E[α log π_ω(ã|s) − min_i Q_U,i(s, ω, ã)]   (intra-option gradient, reparameterized)
-  terminations: E[β_ω(s') (Q̄_Ω(s', ω) − V_Ω(s') + ξ)(1 − d)]   (termination gradient)
+  terminations: E[β_ω(s') (Q̄_Ω(s', ω) − V_Ω(s') + ξ + c)(1 − d)]   (termination gradient)
   temperature:  −E[log α (log π_ω(ã|s) − act_dim)]
-with target critics Q̄_U following by Polyak averaging (rate τ). The paper's intra-option policy
+with target critics Q̄_U following by Polyak averaging (rate τ), and c the deliberation cost of a
+switch (Harb, Bacon, Klissarov and Precup, "When Waiting is Not an Option", AAAI 2018). The paper's intra-option policy
 gradient E[∇ log π_ω(a|s) Q_U(s, ω, a)] is the gradient of E_a~π_ω[Q_U(s, ω, a)]; for continuous
 actions the reparameterized estimator of that same gradient has far lower variance than the
 one-step likelihood-ratio one of `OptionCritic`. The policy over options stays ε-greedy in
@@ -69,6 +70,7 @@ class SoftOptionCritic(OptionCritic):
         target_entropy: float | None,
         num_critics: int,
         termination_reg: float,
+        deliberation_cost: float,
         epsilon_start: float,
         epsilon_end: float,
         epsilon_decay_steps: int,
@@ -91,6 +93,7 @@ class SoftOptionCritic(OptionCritic):
             actor_lr=actor_lr,
             termination_lr=termination_lr,
             termination_reg=termination_reg,
+            deliberation_cost=deliberation_cost,
             entropy_coef=0.0,
             epsilon_start=epsilon_start,
             epsilon_end=epsilon_end,
@@ -157,9 +160,9 @@ class SoftOptionCritic(OptionCritic):
         beta_all = self.beta(batch.next_obs)  # (B, K)
         v_next = epsilon_greedy_value(q_next, self.epsilon)  # (B, K) -> (B,)
         obs_option = self.with_option(batch.obs, batch.option)
-        critic, q = self.critic_loss(batch, obs_option, beta_all, q_next, v_next)
+        critic, q = self.critic_loss(batch, obs_option, beta_all, q_next, v_next - self.cost)  # a switch pays the cost
         advantage_next = pick(q_next, batch.option) - v_next
-        term = termination_loss(pick(beta_all, batch.option), advantage_next, self.xi, batch.terminal)
+        term = termination_loss(pick(beta_all, batch.option), advantage_next, self.xi + self.cost, batch.terminal)
         act, log_prob = self.policies.rsample(batch.obs, batch.option)  # (B, A), (B,): the running option's
         q_pi = frozen(self.critic, obs_option, act).min(0).values  # (n, B) -> (B,)
         policy = sac_actor_loss(self.alpha, log_prob, q_pi)
