@@ -67,20 +67,39 @@ def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: to
     """Deterministic policy over `episodes` episodes, reset with seeds seed, seed+1, ...
 
     Envs that report `info["success"]` (Meta-World) also get eval/success_rate: the share of
-    episodes that succeeded at any step.
+    episodes that succeeded at any step. Algorithms with options (an `n_options` attribute, the
+    running option as policy state) also get `option_stats`.
     """
-    returns, lengths, successes = [], [], []
+    returns, lengths, successes, options = [], [], [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
-        ret, length, success = 0.0, 0, None
+        ret, length, success, running = 0.0, 0, None, []
         for step in play(algo, env, obs, device):
             ret, length = ret + step.reward, length + 1
             if "success" in step.info:
                 success = bool(success) or bool(step.info["success"])
+            if isinstance(step.state, torch.Tensor):
+                running.append(int(step.state[0]))
         returns.append(ret)
         lengths.append(length)
         successes.append(success)
-    return summarize(returns, lengths, successes)
+        options.append(running)
+    return summarize(returns, lengths, successes) | option_stats(options, getattr(algo, "n_options", 0))
+
+
+def option_stats(episodes: list[list[int]], n_options: int) -> dict[str, float]:
+    """eval/ option metrics from the running option at each step of each episode ({} without options):
+    the mean duration of a stretch of one option, option changes per episode, and each option's share of steps."""
+    if not n_options or not any(episodes):
+        return {}
+    stretches = [1 + sum(a != b for a, b in zip(ep, ep[1:])) for ep in episodes if ep]
+    steps = [o for ep in episodes for o in ep]
+    metrics = {
+        "eval/option_duration_mean": len(steps) / sum(stretches),
+        "eval/option_switches_per_episode": float(np.mean([n - 1 for n in stretches])),
+    }
+    counts = np.bincount(steps, minlength=n_options)
+    return metrics | {f"eval/option_usage/{k}": float(counts[k] / len(steps)) for k in range(n_options)}
 
 
 def summarize(returns: list[float], lengths: list[int], successes: list[bool | None]) -> dict[str, float]:
@@ -113,18 +132,22 @@ def evaluate_vector(
     with seed + i, as in `evaluate`, so the results are the same. Envs past an episode's end (or
     beyond the last episode) keep stepping, ignored."""
     n = envs.num_envs
-    returns, lengths, successes = [], [], []
+    returns, lengths, successes, options = [], [], [], []
     for start in range(0, episodes, n):
         count = min(n, episodes - start)
         obs, _ = envs.reset(seed=[seed + start + i for i in range(n)])
         state, done = algo.initial_state(), np.zeros(n, dtype=bool)
         ret, length = np.zeros(n), np.zeros(n, dtype=int)
         success: np.ndarray | None = None
+        running: list[list[int]] = [[] for _ in range(count)]
         while not done[:count].all():
             with torch.no_grad():
                 action, state = algo.act(torch.as_tensor(obs, dtype=torch.float32, device=device), state, True)
             obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
             live = ~done
+            if isinstance(state, torch.Tensor):
+                for i in np.flatnonzero(live[:count]):
+                    running[i].append(int(state[i]))
             ret, length = ret + reward * live, length + live
             if "success" in info:
                 success = (np.zeros(n, dtype=bool) if success is None else success) | (np.asarray(info["success"]) & live)
@@ -132,7 +155,8 @@ def evaluate_vector(
         returns += list(ret[:count])
         lengths += list(length[:count])
         successes += [None] * count if success is None else list(success[:count])
-    return summarize(returns, lengths, successes)
+        options += running
+    return summarize(returns, lengths, successes) | option_stats(options, getattr(algo, "n_options", 0))
 
 
 def non_finite(metrics: dict[str, Any], algo: Algorithm) -> list[str]:

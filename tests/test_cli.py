@@ -227,6 +227,8 @@ def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
     assert OPTION_TAGS | options <= tags, OPTION_TAGS | options - tags
     usage = [scalars(run_dir)[f"train/option_usage/{k}"][-1].value for k in range(4)]
     assert math.isclose(sum(usage), 1.0, abs_tol=1e-4)
+    assert {"eval/option_duration_mean", "eval/option_switches_per_episode", "eval/option_usage/3"} <= tags
+    assert scalars(run_dir)["eval/option_duration_mean"][-1].value >= 1.0
     assert (run_dir / "termination_probs.png").stat().st_size > 10_000
     acc = EventAccumulator(str(run_dir), size_guidance={"images": 0})
     acc.Reload()

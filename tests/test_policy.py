@@ -130,5 +130,17 @@ def test_vector_evaluation_equals_serial_evaluation(name, env, vector):
     batched = evaluate_vector(algo, envs, 5, 7, torch.device("cpu"))
     envs.close()
     assert serial.keys() == batched.keys()
+    assert ("eval/option_duration_mean" in serial) == (name == "option_critic")
     for key in serial:
         assert batched[key] == pytest.approx(serial[key], rel=1e-4, abs=1e-4), key
+
+
+def test_option_statistics_by_hand():
+    """Two episodes, options 0 0 1 1 1 and 2 2: stretches of 2, 3 and 2 steps, one change in the first."""
+    from rlrun.trainer import option_stats
+
+    stats = option_stats([[0, 0, 1, 1, 1], [2, 2]], 4)
+    assert stats["eval/option_duration_mean"] == pytest.approx(7 / 3)
+    assert stats["eval/option_switches_per_episode"] == pytest.approx(0.5)
+    assert [stats[f"eval/option_usage/{k}"] for k in range(4)] == pytest.approx([2 / 7, 3 / 7, 2 / 7, 0.0])
+    assert option_stats([[], []], 4) == {} and option_stats([[0, 1]], 0) == {}
