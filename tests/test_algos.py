@@ -16,7 +16,7 @@ from hydra.utils import get_class
 from rlrun import checkpoint, onednn
 from rlrun.accel import accelerate
 from rlrun.algos.base import Batch
-from rlrun.algos.option_critic import pick
+from rlrun.algos.options import pick
 from rlrun.build import make_algo, make_source
 from rlrun.data.online import Spaces
 from rlrun.data.replay import ReplayBuffer
@@ -369,20 +369,20 @@ def test_option_critic_keeps_options_until_they_terminate():
 
 def test_option_critic_epsilon_decays_linearly_and_stats_track_usage():
     algo = build("option_critic", DISCRETE)
-    assert algo.epsilon == 1.0
-    algo.env_steps.fill_(algo.eps_steps // 2)
-    assert abs(float(algo.epsilon) - (1.0 + 0.05) / 2) < 1e-6
-    algo.env_steps.fill_(10 * algo.eps_steps)
-    assert math.isclose(algo.epsilon, 0.05, rel_tol=1e-6)
-    algo.stats_rate = 0.5
+    assert algo.options.epsilon == 1.0
+    algo.options.env_steps.fill_(algo.options.eps_steps // 2)
+    assert abs(float(algo.options.epsilon) - (1.0 + 0.05) / 2) < 1e-6
+    algo.options.env_steps.fill_(10 * algo.options.eps_steps)
+    assert math.isclose(algo.options.epsilon, 0.05, rel_tol=1e-6)
+    algo.options.stats_rate = 0.5
     with torch.no_grad():
         algo.termination[-1].bias.fill_(-50.0)
     obs = torch.randn(1, DISCRETE.obs_dim)
     _, state = algo.act(obs, None, False)  # starts an option: one termination event
     for _ in range(20):
         _, state = algo.act(obs, state, False)
-    assert algo.usage[state[0]] > 0.99  # the one running option
-    assert algo.option_stats()["train/option_duration_mean"] > 1000  # it never terminated
+    assert algo.options.usage[state[0]] > 0.99  # the one running option
+    assert algo.options.stats()["train/option_duration_mean"] > 1000  # it never terminated
 
 
 def test_option_critic_termination_falls_where_the_option_is_best():
@@ -392,10 +392,10 @@ def test_option_critic_termination_falls_where_the_option_is_best():
     with torch.no_grad():
         algo.q[-1].weight.zero_()
         algo.q[-1].bias.copy_(torch.tensor([5.0, 0.0, 0.0]))  # option 0 is clearly the best
-    beta_before = algo.beta(batch.next_obs)[0, 0].item()
+    beta_before = algo.options.beta(batch.next_obs)[0, 0].item()
     for _ in range(60):
         algo.update(batch, batch)
-    assert algo.beta(batch.next_obs)[0, 0].item() < beta_before - 0.1
+    assert algo.options.beta(batch.next_obs)[0, 0].item() < beta_before - 0.1
 
 
 def test_option_critic_resumes_mid_option_with_identical_actions(tmp_path):
@@ -407,7 +407,7 @@ def test_option_critic_resumes_mid_option_with_identical_actions(tmp_path):
     checkpoint.save(tmp_path, 3, {"algo": checkpoint.collect(algo)}, keep=1)
     fresh = build("option_critic", DISCRETE, seed=1)
     checkpoint.restore(fresh, checkpoint.load_latest(tmp_path)[0]["algo"])
-    assert int(fresh.env_steps) == int(algo.env_steps) and torch.equal(fresh.usage, algo.usage)
+    assert int(fresh.options.env_steps) == int(algo.options.env_steps) and torch.equal(fresh.options.usage, algo.options.usage)
     torch.manual_seed(3)
     a1, s1 = algo.act(obs, state, False)
     torch.manual_seed(3)
@@ -448,8 +448,8 @@ def test_soft_option_critic_target_follows_the_option_target_by_hand():
     _, log_prob = algo.policies.rsample_all(batch.next_obs)
     torch.testing.assert_close(q_next, 2.0 - algo.alpha * log_prob)
     algo.soft_option_values = lambda next_obs: torch.tensor([[1.0, 2.0, 5.0]])
-    algo.env_steps.fill_(algo.eps_steps // 2)  # halfway from ε = 1 to 0.05
-    assert math.isclose(float(algo.epsilon), 0.525, rel_tol=1e-6)
+    algo.options.env_steps.fill_(algo.options.eps_steps // 2)  # halfway from ε = 1 to 0.05
+    assert math.isclose(float(algo.options.epsilon), 0.525, rel_tol=1e-6)
     critic_loss, *_ = algo.losses(batch)
     v_next = 0.475 * 5.0 + 0.525 * (8.0 / 3.0)
     target = 1.0 + 0.99 * (0.75 * 2.0 + 0.25 * v_next)
@@ -464,7 +464,7 @@ def test_deliberation_cost_is_paid_on_switching_and_added_to_the_termination_adv
     plain = build("option_critic", DISCRETE, 0, "algo.termination_reg=0.01")
     costly = build("option_critic", DISCRETE, 0, "algo.termination_reg=0.01", "algo.deliberation_cost=0.5")
     shifted = build("option_critic", DISCRETE, 0, "algo.termination_reg=0.51")
-    beta_next = pick(plain.beta(batch.next_obs), batch.option)
+    beta_next = pick(plain.options.beta(batch.next_obs), batch.option)
     drop = plain.target(batch, beta_next) - costly.target(batch, beta_next)
     torch.testing.assert_close(drop, 0.99 * (1 - batch.terminal) * beta_next * 0.5)
     assert drop.abs().max() > 0
@@ -489,7 +489,7 @@ def test_soft_option_critic_fits_every_options_critic_by_hand():
         algo.termination[-1].weight.zero_()
         algo.termination[-1].bias.copy_(torch.tensor([0.0, math.log(1 / 3), math.log(3)]))
     algo.soft_option_values = lambda next_obs: torch.tensor([[1.0, 2.0, 5.0]])
-    algo.env_steps.fill_(algo.eps_steps // 2)  # ε = 0.525
+    algo.options.env_steps.fill_(algo.options.eps_steps // 2)  # ε = 0.525
     critic_loss, *_, metrics = algo.losses(batch)
     v_next = 0.475 * 5.0 + 0.525 * (8.0 / 3.0)
     target = 1.0 + 0.99 * torch.tensor([0.5 * 1.0 + 0.5 * v_next, 0.75 * 2.0 + 0.25 * v_next, 0.25 * 5.0 + 0.75 * v_next])
@@ -525,10 +525,10 @@ def test_soft_option_critic_termination_falls_where_the_option_is_best():
     algo = build("soft_option_critic", CONTINUOUS)
     batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.zeros(1, dtype=torch.long))
     algo.soft_option_values = lambda next_obs: torch.tensor([[5.0, 0.0, 0.0]])
-    beta_before = algo.beta(batch.next_obs)[0, 0].item()
+    beta_before = algo.options.beta(batch.next_obs)[0, 0].item()
     for _ in range(150):
         algo.update(batch)
-    assert algo.beta(batch.next_obs)[0, 0].item() < beta_before - 0.1
+    assert algo.options.beta(batch.next_obs)[0, 0].item() < beta_before - 0.1
 
 
 def test_env_reward_scale_reaches_learning_batches_only():

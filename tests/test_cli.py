@@ -234,7 +234,7 @@ def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
     acc.Reload()
     assert "eval/termination_probs" in acc.Tags()["images"]
     state = checkpoint.read(run_dir / "checkpoints" / "last.pt")
-    assert state["step"] == 600 and int(state["algo"]["env_steps"]) == 600
+    assert state["step"] == 600 and int(state["algo"]["options"]["env_steps"]) == 600
     assert state["source"]["replay"]["data"]["option"].min() >= 0  # every stored transition knows its option
 
 

@@ -33,8 +33,8 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, adam
-from rlrun.algos.option_critic import OptionCritic, pick
+from rlrun.algos.base import Batch, adam, memoryless
+from rlrun.algos.options import act_with_options, build_options, pick, termination_figures
 from rlrun.algos.sac import soft_actor_critic_step
 from rlrun.losses import (
     critic_huber_loss,
@@ -44,10 +44,12 @@ from rlrun.losses import (
     sac_actor_loss,
     termination_loss,
 )
-from rlrun.nets import CriticEnsemble, MLPSpec, frozen
+from rlrun.nets import CriticEnsemble, MLPSpec, ObsNormalizer, frozen
 
 
-class SoftOptionCritic(OptionCritic):
+class SoftOptionCritic:
+    online_only = True
+    offline_only = False
     discrete_actions = False
     learns_from_latest = False
 
@@ -78,41 +80,40 @@ class SoftOptionCritic(OptionCritic):
         critic_every_option: bool,
         critic_huber: float,
     ) -> None:
-        self.num_critics, self.tau, self.autotune_alpha = num_critics, tau, autotune_alpha
-        self.critic_every_option = critic_every_option
+        self.obs_norm = ObsNormalizer(obs_dim).to(device)  # identity: option-critics learn online from raw observations
+        self.gamma, self.tau, self.xi, self.cost = gamma, tau, termination_reg, deliberation_cost
+        self.autotune_alpha, self.critic_every_option = autotune_alpha, critic_every_option
         self.value_loss = partial(critic_huber_loss, delta=critic_huber) if critic_huber > 0 else critic_mse
-        super().__init__(
+        # Q_U(s, ω, a): an ensemble with ω as a one-hot beside s, its Polyak target and optimizer
+        self.critic = CriticEnsemble(obs_dim + n_options, act_dim, network, num_critics).to(device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_opt = adam(self.critic.parameters(), lr=critic_lr)
+        self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
+        build_options(
+            self,
             obs_dim=obs_dim,
             act_dim=act_dim,
             discrete=False,
             network=network,
             device=device,
             n_options=n_options,
-            gamma=gamma,
-            critic_lr=critic_lr,
             actor_lr=actor_lr,
             termination_lr=termination_lr,
-            termination_reg=termination_reg,
-            deliberation_cost=deliberation_cost,
-            entropy_coef=0.0,
             epsilon_start=epsilon_start,
             epsilon_end=epsilon_end,
             epsilon_decay_steps=epsilon_decay_steps,
-            critic_every=1,
-            target_every=1,
             stats_rate=stats_rate,
         )
         self.target_entropy = -float(act_dim) if target_entropy is None else target_entropy
         self.log_alpha = torch.tensor(math.log(init_alpha), device=device, requires_grad=True)
         self.alpha_opt = adam([self.log_alpha], lr=alpha_lr)
         self.eye = torch.eye(n_options, device=device)
+        self.updates = torch.zeros((), dtype=torch.long)  # a CPU counter: no device sync
+        self.critic_loss_last = torch.zeros((), device=device)  # from the latest step, for logging
 
-    def _build_critic(self, obs_dim: int, act_dim: int, network: MLPSpec, device: torch.device, critic_lr: float) -> None:
-        """Q_U(s, ω, a) ensemble (ω enters as a one-hot beside s), its Polyak target and optimizer."""
-        self.critic = CriticEnsemble(obs_dim + self.n_options, act_dim, network, self.num_critics).to(device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_opt = adam(self.critic.parameters(), lr=critic_lr)
-        self._soft_pairs = (list(self.critic_target.parameters()), list(self.critic.parameters()))
+    initial_state = memoryless
+    act = act_with_options
+    figures = termination_figures
 
     @property
     def alpha(self) -> Tensor:
@@ -157,8 +158,8 @@ class SoftOptionCritic(OptionCritic):
         """Critic, intra-option policy and termination losses, log π of the fresh actions (B,) and
         β of every option at s' (B, K)."""
         q_next = self.soft_option_values(batch.next_obs)  # (B, K)
-        beta_all = self.beta(batch.next_obs)  # (B, K)
-        v_next = epsilon_greedy_value(q_next, self.epsilon)  # (B, K) -> (B,)
+        beta_all = self.options.beta(batch.next_obs)  # (B, K)
+        v_next = epsilon_greedy_value(q_next, self.options.epsilon)  # (B, K) -> (B,)
         obs_option = self.with_option(batch.obs, batch.option)
         critic, q = self.critic_loss(batch, obs_option, beta_all, q_next, v_next - self.cost)  # a switch pays the cost
         advantage_next = pick(q_next, batch.option) - v_next
@@ -178,14 +179,10 @@ class SoftOptionCritic(OptionCritic):
         self.updates += 1
         critic_loss, policy_loss, term_loss, log_prob, beta_all, metrics = self.losses(batch)
         soft_actor_critic_step(self, policy_loss + term_loss, log_prob, critic_loss)
-        self.critic_loss_last, self.beta_last = critic_loss.detach(), beta_all.mean(0)
+        self.critic_loss_last = critic_loss.detach()
+        self.options.beta_last.copy_(beta_all.mean(0))
         return (
             metrics
-            | self.option_stats()
-            | {
-                "train/critic_loss": self.critic_loss_last,
-                "train/alpha": self.alpha,
-                "train/entropy": -log_prob.detach().mean(),
-                "train/epsilon": self.epsilon,
-            }
+            | self.options.stats()
+            | {"train/critic_loss": self.critic_loss_last, "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean()}
         )

@@ -1,0 +1,162 @@
+"""What both option-critics hold: the policy over options and the statistics of the options.
+
+`PolicyOverOptions` is one component, held by `OptionCritic` and `SoftOptionCritic` alike (neither
+inherits from the other): the termination functions β_ω(s), the ε-greedy choice of a new option
+with ε decaying linearly in env steps, the running option kept until it terminates, and the
+moving averages of option usage and termination rate. The algorithms give it their option values
+Q_Ω(s, ·) and act with their own intra-option policies; `act_with_options` and `termination_figures`
+are the contract's `act` and `figures` for any algorithm that holds one as `options` beside
+`policies` (rlrun.nets.OptionPolicies) and `option_values`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rlrun import checkpoint
+from rlrun.algos.base import adam
+from rlrun.nets import MLPSpec, OptionPolicies, mlp
+from rlrun.viz import termination_figure
+
+
+def pick(values: Tensor, option: Tensor) -> Tensor:
+    """values[b, option[b]]: (B, K), (B,) -> (B,)."""
+    return values.gather(1, option.unsqueeze(1)).squeeze(1)
+
+
+class PolicyOverOptions:
+    """ε-greedy policy over `n_options` options with terminations β_ω(s) = sigmoid(termination(s)).
+
+    Its state (env-step counter, usage and termination-rate averages, the latest batch's mean β) is
+    what `state_dict` gives; the termination network is the holder's module (its checkpoints and
+    optimizer have it), shared here by reference.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_options: int,
+        termination: nn.Module,
+        epsilon_start: float,
+        epsilon_end: float,
+        epsilon_decay_steps: int,
+        stats_rate: float,
+        device: torch.device,
+    ) -> None:
+        self.n_options, self.termination, self.stats_rate = n_options, termination, stats_rate
+        self.eps_start, self.eps_end, self.eps_steps = epsilon_start, epsilon_end, epsilon_decay_steps
+        self.env_steps = torch.zeros((), dtype=torch.long)  # a CPU counter: no device sync
+        self.usage = torch.full((n_options,), 1.0 / n_options, device=device)  # EMA of option frequencies
+        self.switch_rate = torch.ones((), device=device)  # EMA of P(option ends) per step
+        self.beta_last = torch.zeros(n_options, device=device)  # mean β_ω(s') of the latest critic batch
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Every tensor attribute (the termination network is its holder's to save)."""
+        return {name: value.clone() for name, value in vars(self).items() if isinstance(value, Tensor)}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Strictly: every tensor attribute, and nothing else."""
+        own = {name for name, value in vars(self).items() if isinstance(value, Tensor)}
+        if own != state.keys():
+            raise checkpoint.CheckpointError(f"the saved policy over options holds {sorted(state)}, not {sorted(own)}")
+        for name in own:
+            getattr(self, name).copy_(state[name])
+
+    @property
+    def epsilon(self) -> Tensor:
+        """ε now, a 0-dim CPU tensor (no host sync, no compile graph break)."""
+        frac = (self.env_steps / max(1, self.eps_steps)).clamp(max=1.0)
+        return self.eps_start + frac * (self.eps_end - self.eps_start)
+
+    def beta(self, obs: Tensor) -> Tensor:
+        """Termination probabilities of every option, (B, O) -> (B, K)."""
+        return torch.sigmoid(self.termination(obs))
+
+    def choose(self, obs: Tensor, values: Tensor, state: Tensor | None, deterministic: bool) -> Tensor:
+        """The option to run at obs: the running one (`state`, (B,)) unless it terminates (sampled; β > 0.5
+        when deterministic), else an ε-greedy one in `values` (B, K) (greedy when deterministic)."""
+        b = obs.shape[0]
+        new = values.argmax(-1)  # (B, K) -> (B,)
+        if state is None:
+            ends = torch.ones(b, dtype=torch.bool, device=obs.device)
+        else:
+            beta = pick(self.beta(obs), state)
+            ends = beta > 0.5 if deterministic else torch.rand_like(beta) < beta
+        if not deterministic:
+            explore = torch.rand(b, device=obs.device) < self.epsilon
+            new = torch.where(explore, torch.randint(0, self.n_options, (b,), device=obs.device), new)
+        option = new if state is None else torch.where(ends, new, state)
+        if not deterministic:
+            self._record(option, ends)
+        return option
+
+    def _record(self, option: Tensor, ends: Tensor) -> None:
+        """Training-time statistics: option frequencies and termination rate (EMAs), env steps."""
+        self.env_steps += 1
+        self.usage.lerp_(F.one_hot(option, self.n_options).float().mean(0), self.stats_rate)
+        self.switch_rate.lerp_(ends.float().mean(), self.stats_rate)
+
+    def stats(self) -> dict[str, Tensor]:
+        """Per option: usage frequency and mean β over the last critic batch; mean option duration; ε."""
+        stats = {"train/option_duration_mean": 1.0 / self.switch_rate.clamp_min(1e-6), "train/epsilon": self.epsilon}
+        for k in range(self.n_options):
+            stats[f"train/option_usage/{k}"] = self.usage[k]
+            stats[f"train/termination_prob/{k}"] = self.beta_last[k]
+        return stats
+
+
+def build_options(
+    algo: Any,
+    *,
+    obs_dim: int,
+    act_dim: int,
+    discrete: bool,
+    network: MLPSpec,
+    device: torch.device,
+    n_options: int,
+    actor_lr: float,
+    termination_lr: float,
+    epsilon_start: float,
+    epsilon_end: float,
+    epsilon_decay_steps: int,
+    stats_rate: float,
+) -> None:
+    """Set what every option-critic holds on `algo`: n_options, the termination network (logits of β_ω(s)),
+    the intra-option policies, one optimizer for both (its own rate each), and the policy over options."""
+    algo.n_options = n_options
+    algo.termination = mlp(obs_dim, n_options, network).to(device)
+    algo.policies = OptionPolicies(obs_dim, act_dim, n_options, discrete, network).to(device)
+    algo.actor_opt = adam(
+        [
+            {"params": algo.policies.parameters(), "lr": actor_lr},
+            {"params": algo.termination.parameters(), "lr": termination_lr},
+        ]
+    )
+    algo.options = PolicyOverOptions(
+        n_options=n_options,
+        termination=algo.termination,
+        epsilon_start=epsilon_start,
+        epsilon_end=epsilon_end,
+        epsilon_decay_steps=epsilon_decay_steps,
+        stats_rate=stats_rate,
+        device=device,
+    )
+
+
+@torch.no_grad()
+def act_with_options(self: Any, obs: Tensor, state: Tensor | None = None, deterministic: bool = False) -> tuple[Tensor, Tensor]:
+    """`act` of an option-critic: the option from its `options` at its `option_values`, then that
+    option's action from its `policies`. State: the running options (B,)."""
+    obs = self.obs_norm(obs)
+    option = self.options.choose(obs, self.option_values(obs), state, deterministic)
+    return self.policies.sample(obs, option, deterministic), option
+
+
+def termination_figures(self: Any, env: Any, device: torch.device) -> dict[str, Any]:
+    """The contract's figures hook for an option-critic: each option's β over a grid world (none for other envs)."""
+    figure = termination_figure(self.options.beta, env, device)
+    return {} if figure is None else {"termination_probs": figure}
