@@ -31,6 +31,7 @@ from rlrun.envs import is_mujoco
 from rlrun.errors import UserError
 from rlrun.logger import Logger
 from rlrun.members import Members, MemberStreams
+from rlrun.viz import option_timeline
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,15 @@ class Schedule:
     online_from: int | None = None  # fine-tuning: the last offline update; online env steps follow
 
 
-def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: torch.device) -> dict[str, float]:
+def evaluate(
+    algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: torch.device, trace: list | None = None
+) -> dict[str, float]:
     """Deterministic policy over `episodes` episodes, reset with seeds seed, seed+1, ...
 
     Envs that report `info["success"]` (Meta-World) also get eval/success_rate: the share of
     episodes that succeeded at any step. Algorithms with options (an `n_options` attribute, the
-    running option as policy state) also get `option_stats`.
+    running option as policy state) also get `option_stats`, and `trace` (a list) receives each
+    episode's options step by step.
     """
     returns, lengths, successes, options = [], [], [], []
     for i in range(episodes):
@@ -84,6 +88,8 @@ def evaluate(algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: to
         lengths.append(length)
         successes.append(success)
         options.append(running)
+    if trace is not None:
+        trace += options
     return summarize(returns, lengths, successes) | option_stats(options, getattr(algo, "n_options", 0))
 
 
@@ -126,7 +132,7 @@ def make_eval_envs(make_env: Callable[[int], gym.Env], n: int, seed: int) -> gym
 
 
 def evaluate_vector(
-    algo: Algorithm, envs: gym.vector.VectorEnv, episodes: int, seed: int, device: torch.device
+    algo: Algorithm, envs: gym.vector.VectorEnv, episodes: int, seed: int, device: torch.device, trace: list | None = None
 ) -> dict[str, float]:
     """`evaluate` with episodes played num_envs at a time and the policy batched: episode i is reset
     with seed + i, as in `evaluate`, so the results are the same. Envs past an episode's end (or
@@ -156,6 +162,8 @@ def evaluate_vector(
         lengths += list(length[:count])
         successes += [None] * count if success is None else list(success[:count])
         options += running
+    if trace is not None:
+        trace += options
     return summarize(returns, lengths, successes) | option_stats(options, getattr(algo, "n_options", 0))
 
 
@@ -249,15 +257,17 @@ class Trainer:
         timer.update(step=self.step, time=now)
 
     def _evaluate(self) -> None:
-        seed = self.seed + 10_000
+        seed, trace = self.seed + 10_000, []
         if self.s.eval_envs > 1:
             if self._eval_envs is None:  # kept for the run: async workers start once
                 self._eval_envs = make_eval_envs(self.source.make_eval_env, self.s.eval_envs, seed)
-            self.last_eval = evaluate_vector(self.algo, self._eval_envs, self.s.eval_episodes, seed, self.device)
+            self.last_eval = evaluate_vector(self.algo, self._eval_envs, self.s.eval_episodes, seed, self.device, trace)
         else:
             env = self.source.make_eval_env(seed)
-            self.last_eval = evaluate(self.algo, env, self.s.eval_episodes, seed, self.device)
+            self.last_eval = evaluate(self.algo, env, self.s.eval_episodes, seed, self.device, trace)
             env.close()
+        if any(trace):
+            self._option_timeline(trace)
         score = self.source.normalized_score(self.last_eval["eval/return_mean"])
         if score is not None:
             self.last_eval["eval/normalized_score"] = score
@@ -265,6 +275,14 @@ class Trainer:
         if self.s.eval_video:
             self._record_video()
         log.info("%sstep %d: %s", self.label, self.step, ", ".join(f"{k}={v:.2f}" for k, v in self.last_eval.items()))
+
+    def _option_timeline(self, episodes: list[list[int]]) -> None:
+        """Which option acted at each step of each evaluation episode: options/eval_step_<N>.png and TensorBoard."""
+        figure = option_timeline(episodes, self.algo.n_options)
+        path = self.run_dir / "options" / f"eval_step_{self.step}.png"
+        path.parent.mkdir(exist_ok=True)
+        figure.savefig(path, dpi=80)
+        self.logger.figure("eval/option_timeline", figure, self.step)
 
     def _record_video(self) -> None:
         env = self.source.make_eval_env(self.seed + 10_000, render=True)

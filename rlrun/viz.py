@@ -36,3 +36,21 @@ def termination_figure(beta: Callable[[Tensor], Tensor], env: gym.Env, device: t
         ax.set_xticks([]), ax.set_yticks([])
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
     return fig
+
+
+def option_timeline(episodes: list[list[int]], n_options: int) -> plt.Figure:
+    """Which option acted at each step: one row per evaluation episode, one colour per option."""
+    length = max(len(ep) for ep in episodes)
+    grid = np.full((len(episodes), length), np.nan)
+    for row, ep in enumerate(episodes):
+        grid[row, : len(ep)] = ep
+    colours = matplotlib.colormaps["tab10"].resampled(max(n_options, 2))
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(episodes) + 1.2))
+    ax.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest", cmap=colours, vmin=-0.5, vmax=n_options - 0.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("episode")
+    ax.set_yticks(range(len(episodes)))
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours(k)) for k in range(n_options)]
+    ax.legend(handles, [f"option {k}" for k in range(n_options)], loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.tight_layout()
+    return fig

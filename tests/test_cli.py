@@ -229,10 +229,11 @@ def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
     assert math.isclose(sum(usage), 1.0, abs_tol=1e-4)
     assert {"eval/option_duration_mean", "eval/option_switches_per_episode", "eval/option_usage/3"} <= tags
     assert scalars(run_dir)["eval/option_duration_mean"][-1].value >= 1.0
+    assert (run_dir / "options" / "eval_step_600.png").stat().st_size > 5_000  # the option timeline
     assert (run_dir / "termination_probs.png").stat().st_size > 10_000
     acc = EventAccumulator(str(run_dir), size_guidance={"images": 0})
     acc.Reload()
-    assert "eval/termination_probs" in acc.Tags()["images"]
+    assert {"eval/termination_probs", "eval/option_timeline"} <= set(acc.Tags()["images"])
     state = checkpoint.read(run_dir / "checkpoints" / "last.pt")
     assert state["step"] == 600 and int(state["algo"]["options"]["env_steps"]) == 600
     assert state["source"]["replay"]["data"]["option"].min() >= 0  # every stored transition knows its option
