@@ -14,9 +14,10 @@ import os
 from typing import Callable
 
 import gymnasium as gym
+import matplotlib
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from rlrun.algos.base import Algorithm
 from rlrun.data.online import play
@@ -46,13 +47,26 @@ def probe(make_env: Callable[[], gym.Env]) -> str | None:
 
 
 def record(algo: Algorithm, env: gym.Env, seed: int, device: torch.device) -> np.ndarray:
-    """Frames (T, H, W, 3) uint8 of one deterministic episode, at most MAX_FRAMES (evenly thinned)."""
+    """Frames (T, H, W, 3) uint8 of one deterministic episode, at most MAX_FRAMES (evenly thinned).
+    With options (the policy state is the running option), each frame shows the option that acted."""
     obs, _ = env.reset(seed=seed)
     frames = [env.render()]
-    for _ in play(algo, env, obs, device):
-        frames.append(env.render())
+    for step in play(algo, env, obs, device):
+        frame = env.render()
+        frames.append(mark_option(frame, int(step.state[0])) if isinstance(step.state, torch.Tensor) else frame)
     keep = np.linspace(0, len(frames) - 1, min(len(frames), MAX_FRAMES)).round().astype(int)
     return np.stack([frames[i] for i in keep])
+
+
+def mark_option(frame: np.ndarray, option: int) -> np.ndarray:
+    """The frame with the running option in its top-left corner: its number on its timeline colour."""
+    image = Image.fromarray(frame)
+    size = max(12, frame.shape[0] // 10)
+    colour = tuple(int(255 * c) for c in matplotlib.colormaps["tab10"](option % 10)[:3])
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 2 * size, size), fill=colour)
+    draw.text((3, 1), str(option), fill=(255, 255, 255))
+    return np.asarray(image)
 
 
 def gif(frames: np.ndarray, fps: float) -> tuple[bytes, tuple[int, int]]:

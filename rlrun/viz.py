@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def option_timeline(episodes: list[list[int]], n_options: int) -> plt.Figure:
     grid = np.full((len(episodes), length), np.nan)
     for row, ep in enumerate(episodes):
         grid[row, : len(ep)] = ep
-    colours = matplotlib.colormaps["tab10"].resampled(max(n_options, 2))
+    colours = ListedColormap([matplotlib.colormaps["tab10"](k % 10) for k in range(n_options)])  # as on the videos
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(episodes) + 1.2))
     ax.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest", cmap=colours, vmin=-0.5, vmax=n_options - 0.5)
     ax.set_xlabel("step")

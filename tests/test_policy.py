@@ -144,3 +144,19 @@ def test_option_statistics_by_hand():
     assert stats["eval/option_switches_per_episode"] == pytest.approx(0.5)
     assert [stats[f"eval/option_usage/{k}"] for k in range(4)] == pytest.approx([2 / 7, 3 / 7, 2 / 7, 0.0])
     assert option_stats([[], []], 4) == {} and option_stats([[0, 1]], 0) == {}
+
+
+def test_evaluation_videos_of_option_critics_show_the_running_option():
+    """Each frame after the first carries the acting option's colour in its corner (the timeline's colours)."""
+    import matplotlib
+
+    from rlrun.build import make_algo, make_source
+    from rlrun.video import record
+
+    cfg = make_cfg("algo=option_critic", "env=four_rooms", "env.max_episode_steps=30")
+    source = make_source(cfg, torch.device("cpu"))
+    algo = make_algo(cfg, source.spaces, torch.device("cpu"))
+    frames = record(algo, source.make_eval_env(0, render=True), 0, torch.device("cpu"))
+    colours = {tuple(int(255 * c) for c in matplotlib.colormaps["tab10"](k)[:3]) for k in range(4)}
+    assert len(frames) > 1 and all(tuple(int(v) for v in f[1, 1]) in colours for f in frames[1:])
+    assert tuple(int(v) for v in frames[0][1, 1]) not in colours  # the frame before the first action: no option yet
