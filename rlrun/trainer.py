@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from rlrun import __version__, checkpoint, onednn, video
-from rlrun.algos.base import Algorithm, Batch, begin_online
+from rlrun.algos.base import Algorithm, Batch, begin_online, eval_metrics
 from rlrun.data.online import play
 from rlrun.envs import is_mujoco
 from rlrun.errors import UserError
@@ -258,14 +258,15 @@ class Trainer:
 
     def _evaluate(self) -> None:
         seed, trace = self.seed + 10_000, []
+        env = self.source.make_eval_env(seed)  # for the serial evaluation and the algorithm's eval_metrics hook
         if self.s.eval_envs > 1:
             if self._eval_envs is None:  # kept for the run: async workers start once
                 self._eval_envs = make_eval_envs(self.source.make_eval_env, self.s.eval_envs, seed)
             self.last_eval = evaluate_vector(self.algo, self._eval_envs, self.s.eval_episodes, seed, self.device, trace)
         else:
-            env = self.source.make_eval_env(seed)
             self.last_eval = evaluate(self.algo, env, self.s.eval_episodes, seed, self.device, trace)
-            env.close()
+        self.last_eval |= eval_metrics(self.algo, env, self.device)
+        env.close()
         if any(trace):
             self._option_timeline(trace)
         score = self.source.normalized_score(self.last_eval["eval/return_mean"])
@@ -274,7 +275,8 @@ class Trainer:
         self.logger.scalars(self.last_eval, self.step)
         if self.s.eval_video:
             self._record_video()
-        log.info("%sstep %d: %s", self.label, self.step, ", ".join(f"{k}={v:.2f}" for k, v in self.last_eval.items()))
+        headline = ", ".join(f"{k}={v:.2f}" for k, v in self.last_eval.items() if k.count("/") == 1)  # not per option
+        log.info("%sstep %d: %s", self.label, self.step, headline)
 
     def _option_timeline(self, episodes: list[list[int]]) -> None:
         """Which option acted at each step of each evaluation episode: options/eval_step_<N>.png and TensorBoard."""

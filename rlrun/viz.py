@@ -55,3 +55,20 @@ def option_timeline(episodes: list[list[int]], n_options: int) -> plt.Figure:
     ax.legend(handles, [f"option {k}" for k in range(n_options)], loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def hallway_betas(beta: Callable[[Tensor], Tensor], env: gym.Env, device: torch.device) -> dict[str, float]:
+    """Per option, mean β over the grid world's hallway cells and over all other cells (the option-critic
+    paper's finding: options end at hallways); {} for envs without hallways."""
+    grid_env = env.unwrapped
+    if not (hasattr(grid_env, "all_observations") and hasattr(grid_env, "hallways")):
+        return {}
+    with torch.no_grad():
+        probs = beta(torch.as_tensor(grid_env.all_observations(), device=device)).cpu().numpy()  # (cells, K)
+    hall = np.zeros(len(probs), dtype=bool)
+    hall[[grid_env.index[cell] for cell in grid_env.hallways()]] = True
+    metrics = {}
+    for k in range(probs.shape[1]):
+        metrics[f"eval/beta_hallways/{k}"] = float(probs[hall, k].mean())
+        metrics[f"eval/beta_elsewhere/{k}"] = float(probs[~hall, k].mean())
+    return metrics

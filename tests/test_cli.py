@@ -230,6 +230,7 @@ def test_option_critic_in_four_rooms_logs_options_and_termination_map(tmp_path):
     assert {"eval/option_duration_mean", "eval/option_switches_per_episode", "eval/option_usage/3"} <= tags
     assert scalars(run_dir)["eval/option_duration_mean"][-1].value >= 1.0
     assert (run_dir / "options" / "eval_step_600.png").stat().st_size > 5_000  # the option timeline
+    assert {f"eval/{where}/{k}" for where in ("beta_hallways", "beta_elsewhere") for k in range(4)} <= tags
     assert (run_dir / "termination_probs.png").stat().st_size > 10_000
     acc = EventAccumulator(str(run_dir), size_guidance={"images": 0})
     acc.Reload()

@@ -160,3 +160,25 @@ def test_evaluation_videos_of_option_critics_show_the_running_option():
     colours = {tuple(int(255 * c) for c in matplotlib.colormaps["tab10"](k)[:3]) for k in range(4)}
     assert len(frames) > 1 and all(tuple(int(v) for v in f[1, 1]) in colours for f in frames[1:])
     assert tuple(int(v) for v in frames[0][1, 1]) not in colours  # the frame before the first action: no option yet
+
+
+def test_hallway_betas_by_hand():
+    """β 0.9 at Four Rooms' hallway cells and 0.1 elsewhere for option 0; 0.5 everywhere for option 1."""
+    import gymnasium as gym
+
+    from rlrun.viz import hallway_betas
+
+    env = gym.make("rlrun.envs:rlrun/FourRooms-v0")
+    grid = env.unwrapped
+    hall = torch.zeros(len(grid.cells), dtype=torch.bool)
+    hall[[grid.index[c] for c in grid.hallways()]] = True
+    assert int(hall.sum()) == 4  # the four doorways
+
+    def beta(obs):
+        on_hall = hall[obs.argmax(-1)].float()  # one-hot cells -> hallway or not
+        return torch.stack([0.1 + 0.8 * on_hall, torch.full_like(on_hall, 0.5)], -1)
+
+    stats = hallway_betas(beta, env, torch.device("cpu"))
+    assert stats["eval/beta_hallways/0"] == pytest.approx(0.9) and stats["eval/beta_elsewhere/0"] == pytest.approx(0.1)
+    assert stats["eval/beta_hallways/1"] == pytest.approx(0.5) and stats["eval/beta_elsewhere/1"] == pytest.approx(0.5)
+    assert hallway_betas(beta, gym.make("CartPole-v1"), torch.device("cpu")) == {}

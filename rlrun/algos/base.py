@@ -53,6 +53,8 @@ class Algorithm(Protocol):
 
     # Optional: figures(self, env, device) -> dict[str, matplotlib Figure], drawn after training
     # (option-critic: each option's termination map in a grid world). See `figures` below.
+    # Optional: eval_metrics(self, env, device) -> dict[str, float], more eval/ scalars at each evaluation
+    # (option-critic: mean β at a grid world's hallways and elsewhere). See `eval_metrics` below.
     # Optional: begin_online(self) -> None, called once when fine-tuning switches from the dataset to
     # the env (CQL: the online penalty weight); what it changes must be state that checkpoints collect.
     # Optional class flag: uses_mc_returns = True makes dataset batches carry Batch.mc_return (Cal-QL).
@@ -97,6 +99,12 @@ def act_with_actor(self: Any, obs: Tensor, state: Any = None, deterministic: boo
 def figures(algo: Any, env: Any, device: torch.device) -> dict[str, Any]:
     """The algorithm's optional figures hook; {} for algorithms without one."""
     hook = getattr(algo, "figures", None)
+    return hook(env, device) if callable(hook) else {}
+
+
+def eval_metrics(algo: Any, env: Any, device: torch.device) -> dict[str, float]:
+    """The algorithm's optional eval_metrics hook; {} for algorithms without one."""
+    hook = getattr(algo, "eval_metrics", None)
     return hook(env, device) if callable(hook) else {}
 
 

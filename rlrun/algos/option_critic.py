@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from rlrun.algos.base import Batch, adam, memoryless, optimizer_step
-from rlrun.algos.options import act_with_options, build_options, pick, termination_figures
+from rlrun.algos.options import act_with_options, build_options, hallway_metrics, pick, termination_figures
 from rlrun.losses import critic_mse, epsilon_greedy_value, intra_option_pg_loss, option_target, termination_loss
 from rlrun.nets import MLPSpec, ObsNormalizer, mlp
 
@@ -85,6 +85,7 @@ class OptionCritic:
     initial_state = memoryless
     act = act_with_options
     figures = termination_figures
+    eval_metrics = hallway_metrics
 
     def option_values(self, obs: Tensor) -> Tensor:
         """Q_Ω(s, ω) of every option, (B, O) -> (B, K)."""

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from rlrun import checkpoint
 from rlrun.algos.base import adam
 from rlrun.nets import MLPSpec, OptionPolicies, mlp
-from rlrun.viz import termination_figure
+from rlrun.viz import hallway_betas, termination_figure
 
 
 def pick(values: Tensor, option: Tensor) -> Tensor:
@@ -160,3 +160,8 @@ def termination_figures(self: Any, env: Any, device: torch.device) -> dict[str, 
     """The contract's figures hook for an option-critic: each option's β over a grid world (none for other envs)."""
     figure = termination_figure(self.options.beta, env, device)
     return {} if figure is None else {"termination_probs": figure}
+
+
+def hallway_metrics(self: Any, env: Any, device: torch.device) -> dict[str, float]:
+    """The contract's eval_metrics hook for an option-critic: mean β at a grid world's hallways and elsewhere."""
+    return hallway_betas(self.options.beta, env, device)

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from rlrun.algos.base import Batch, adam, memoryless
-from rlrun.algos.options import act_with_options, build_options, pick, termination_figures
+from rlrun.algos.options import act_with_options, build_options, hallway_metrics, pick, termination_figures
 from rlrun.algos.sac import soft_actor_critic_step
 from rlrun.losses import (
     critic_huber_loss,
@@ -114,6 +114,7 @@ class SoftOptionCritic:
     initial_state = memoryless
     act = act_with_options
     figures = termination_figures
+    eval_metrics = hallway_metrics
 
     @property
     def alpha(self) -> Tensor:
