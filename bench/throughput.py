@@ -244,12 +244,13 @@ def main() -> None:
     )
     for dev_name in args.devices:
         device = torch.device(dev_name)
-        peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
-        print(f"\n## {dev_name}: matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
         if args.parallel_seeds:
+            print(f"\n## {dev_name}: parallel seeds")
             parallel_table(args.configs, args.algos, device, args.parallel_seeds, args.seconds)
         if args.no_variants:
             continue
+        peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
+        print(f"\n## {dev_name}: matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
         print(
             "| config | algo | variant | rlrun updates/s | d3rlpy updates/s | ratio | FLOP utilization | "
             "d3rlpy with rlrun's malloc setting | ratio to that |"
