@@ -83,13 +83,18 @@ def slots(algo: Any) -> Slots:
 
 def member_tensors(algo: Any) -> dict[str, Tensor]:
     """The per-member state by path (see `slots`)."""
-    return {path: table[key] for path, (table, key) in slots(algo).items()}
+    return tensors_at(slots(algo))
+
+
+def tensors_at(where: Slots) -> dict[str, Tensor]:
+    """The tensors these slots hold now, by path."""
+    return {path: table[key] for path, (table, key) in where.items()}
 
 
 @contextlib.contextmanager
 def swapped(where: Slots, tensors: dict[str, Tensor]) -> Iterator[None]:
     """Within the block, the tensors at these slots are the given ones."""
-    saved = {path: where[path][0][where[path][1]] for path in tensors}
+    saved = {path: value for path, value in tensors_at(where).items() if path in tensors}
     for path, value in tensors.items():
         table, key = where[path]
         table[key] = value
@@ -126,7 +131,7 @@ class Members:
         """Stack the shells' state into the stacked model (at the start and after a resume)."""
         per_shell = [member_tensors(s) for s in self.shells]
         with torch.no_grad():
-            for path, t in member_tensors(self.stacked).items():
+            for path, t in tensors_at(self.slots).items():
                 t.data = torch.stack([m[path].detach() for m in per_shell])  # K × (*S) -> (K, *S)
         for name, optimizer in _optimizers(self.stacked).items():
             states = [getattr(s, name).state_dict() for s in self.shells]
@@ -142,7 +147,7 @@ class Members:
 
     def scatter(self) -> None:
         """Copy each member's slice of the stacked state into its shell (before evaluations and checkpoints)."""
-        stacked = member_tensors(self.stacked)
+        stacked = tensors_at(self.slots)
         for k, shell in enumerate(self.shells):
             with torch.no_grad():
                 for path, t in member_tensors(shell).items():
@@ -174,7 +179,7 @@ class Members:
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         """Every member's update on its own batch (fields (K, B, ...)); metrics come back (K,)."""
-        state = {path: table[key] for path, (table, key) in self.slots.items()}
+        state = tensors_at(self.slots)
         deferred = base.Deferred([], [], [])
 
         def one(member: dict[str, Tensor], index: Tensor, batch: Batch) -> tuple[Tensor, dict, dict]:

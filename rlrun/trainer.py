@@ -258,15 +258,15 @@ class Trainer:
 
     def _evaluate(self) -> None:
         seed, trace = self.seed + 10_000, []
-        env = self.source.make_eval_env(seed)  # for the serial evaluation and the algorithm's eval_metrics hook
         if self.s.eval_envs > 1:
             if self._eval_envs is None:  # kept for the run: async workers start once
                 self._eval_envs = make_eval_envs(self.source.make_eval_env, self.s.eval_envs, seed)
             self.last_eval = evaluate_vector(self.algo, self._eval_envs, self.s.eval_episodes, seed, self.device, trace)
         else:
+            env = self.source.make_eval_env(seed)
             self.last_eval = evaluate(self.algo, env, self.s.eval_episodes, seed, self.device, trace)
-        self.last_eval |= eval_metrics(self.algo, env, self.device)
-        env.close()
+            env.close()
+        self.last_eval |= eval_metrics(self.algo, partial(self.source.make_eval_env, seed), self.device)
         if any(trace):
             self._option_timeline(trace)
         score = self.source.normalized_score(self.last_eval["eval/return_mean"])

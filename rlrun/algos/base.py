@@ -102,10 +102,16 @@ def figures(algo: Any, env: Any, device: torch.device) -> dict[str, Any]:
     return hook(env, device) if callable(hook) else {}
 
 
-def eval_metrics(algo: Any, env: Any, device: torch.device) -> dict[str, float]:
-    """The algorithm's optional eval_metrics hook; {} for algorithms without one."""
+def eval_metrics(algo: Any, make_env: Callable[[], Any], device: torch.device) -> dict[str, float]:
+    """The algorithm's optional eval_metrics hook on an eval env made for it; {} (and no env made) without one."""
     hook = getattr(algo, "eval_metrics", None)
-    return hook(env, device) if callable(hook) else {}
+    if not callable(hook):
+        return {}
+    env = make_env()
+    try:
+        return hook(env, device)
+    finally:
+        env.close()
 
 
 def begin_online(algo: Any) -> None:
