@@ -31,7 +31,6 @@ from rlrun.envs import is_mujoco
 from rlrun.errors import UserError
 from rlrun.logger import Logger
 from rlrun.members import Members, MemberStreams
-from rlrun.viz import option_timeline
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +279,8 @@ class Trainer:
 
     def _option_timeline(self, episodes: list[list[int]]) -> None:
         """Which option acted at each step of each evaluation episode: options/eval_step_<N>.png and TensorBoard."""
+        from rlrun.viz import option_timeline  # matplotlib only for runs with options, not at every start
+
         figure = option_timeline(episodes, self.algo.n_options)
         path = self.run_dir / "options" / f"eval_step_{self.step}.png"
         path.parent.mkdir(exist_ok=True)

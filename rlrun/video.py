@@ -14,7 +14,6 @@ import os
 from typing import Callable
 
 import gymnasium as gym
-import matplotlib
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -60,9 +59,11 @@ def record(algo: Algorithm, env: gym.Env, seed: int, device: torch.device) -> np
 
 def mark_option(frame: np.ndarray, option: int) -> np.ndarray:
     """The frame with the running option in its top-left corner: its number on its timeline colour."""
+    from rlrun.viz import option_colour  # matplotlib only for videos with options, not at every start
+
     image = Image.fromarray(frame)
     size = max(12, frame.shape[0] // 10)
-    colour = tuple(int(255 * c) for c in matplotlib.colormaps["tab10"](option % 10)[:3])
+    colour = tuple(int(255 * c) for c in option_colour(option)[:3])
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, 2 * size, size), fill=colour)
     draw.text((3, 1), str(option), fill=(255, 255, 255))

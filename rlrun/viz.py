@@ -39,13 +39,18 @@ def termination_figure(beta: Callable[[Tensor], Tensor], env: gym.Env, device: t
     return fig
 
 
+def option_colour(option: int) -> tuple[float, float, float, float]:
+    """An option's colour (RGBA in [0, 1]) on timelines and evaluation videos."""
+    return matplotlib.colormaps["tab10"](option % 10)
+
+
 def option_timeline(episodes: list[list[int]], n_options: int) -> plt.Figure:
     """Which option acted at each step: one row per evaluation episode, one colour per option."""
     length = max(len(ep) for ep in episodes)
     grid = np.full((len(episodes), length), np.nan)
     for row, ep in enumerate(episodes):
         grid[row, : len(ep)] = ep
-    colours = ListedColormap([matplotlib.colormaps["tab10"](k % 10) for k in range(n_options)])  # as on the videos
+    colours = ListedColormap([option_colour(k) for k in range(n_options)])
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(episodes) + 1.2))
     ax.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest", cmap=colours, vmin=-0.5, vmax=n_options - 0.5)
     ax.set_xlabel("step")
