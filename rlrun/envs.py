@@ -71,6 +71,11 @@ class FourRooms(gym.Env):
 
     With probability 1/3 the move goes in a random other direction. Reward 1 on reaching the goal
     (which ends the episode), else 0. Observation: one-hot cell index (104 free cells).
+
+    The paper's transfer experiment: with `goal_moves_after=1000` the goal moves, from the episode
+    after the 1000th on, to `moved_goal` (None: a cell of the lower right room drawn from the seed
+    of the env's first seeded reset, so two runs with one seed get the same goal). Episodes are
+    counted by this instance; a new instance (an evaluation env) starts again with the first goal.
     """
 
     LAYOUT = (
@@ -92,11 +97,17 @@ class FourRooms(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
     CELL_PX = 12
 
-    def __init__(self, goal: int = 62, render_mode: str | None = None) -> None:
+    LOWER_RIGHT_ROOM = (range(8, 12), range(7, 12))
+
+    def __init__(
+        self, goal: int = 62, goal_moves_after: int = 0, moved_goal: int | None = None, render_mode: str | None = None
+    ) -> None:
         self.render_mode = render_mode
         self.cells = [(r, c) for r, row in enumerate(self.LAYOUT) for c, ch in enumerate(row) if ch == " "]
         self.index = {cell: i for i, cell in enumerate(self.cells)}
         self.goal = goal
+        self.goal_moves_after, self.moved_goal = goal_moves_after, moved_goal
+        self.episodes, self.first_seed = 0, None
         self.observation_space = gym.spaces.Box(0.0, 1.0, (len(self.cells),), np.float32)
         self.action_space = gym.spaces.Discrete(4)
         self.state = 0
@@ -130,8 +141,21 @@ class FourRooms(gym.Env):
         obs[self.state] = 1.0
         return obs
 
+    def _next_goal(self) -> int:
+        """The goal after the move: `moved_goal`, or a lower-right-room cell drawn from the first seed."""
+        if self.moved_goal is not None:
+            return self.moved_goal
+        rows, cols = self.LOWER_RIGHT_ROOM
+        room = [i for i, (r, c) in enumerate(self.cells) if r in rows and c in cols]
+        return int(np.random.default_rng(self.first_seed).choice(room))
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if seed is not None and self.first_seed is None:
+            self.first_seed = seed
+        if self.goal_moves_after and self.episodes == self.goal_moves_after:
+            self.goal = self._next_goal()
+        self.episodes += 1
         starts = [i for i in range(len(self.cells)) if i != self.goal]
         self.state = int(self.np_random.choice(starts))
         return self._obs(), {}

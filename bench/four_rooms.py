@@ -1,0 +1,114 @@
+"""Four Rooms transfer (option-critic paper, Fig. 4): steps per episode before and after the goal moves.
+
+    python bench/four_rooms.py --seeds 0 1 2 --out /tmp/four_rooms
+
+Runs option-critic with 4 options and the flat baseline (the same learner with one option: an
+actor-critic with the same one-hot features) on `env=four_rooms_moving_goal`, two runs at a time
+with one thread each, then reads every training episode's length back from TensorBoard and writes
+`curves.png` and a Markdown table (`table.md`) into --out. With --no-run it only reads --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from learning import scalars
+
+MOVE = 1000  # episodes on the first goal (the env config's goal_moves_after)
+LEARNERS = {"option-critic, 4 options": ["algo.n_options=4"], "flat (1 option)": ["algo.n_options=1"]}
+
+
+def run_all(root: Path, seeds: list[int], extra: list[str]) -> None:
+    jobs = []
+    for name, overrides in LEARNERS.items():
+        for seed in seeds:
+            run_dir = root / slug(name) / f"seed{seed}"
+            cmd = ["rlrun", "algo=option_critic", "env=four_rooms_moving_goal", *overrides, *extra]
+            cmd += [f"seed={seed}", f"hydra.run.dir={run_dir}", "trainer.progress=false", "device.threads=1"]
+            jobs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            while sum(j.poll() is None for j in jobs) >= 2:
+                time.sleep(1)
+    for job in jobs:
+        _, err = job.communicate()
+        if job.returncode != 0:
+            print(err.decode()[-2000:], file=sys.stderr)
+
+
+def slug(name: str) -> str:
+    return name.split(",")[0].split(" ")[0]
+
+
+def lengths(root: Path, name: str, seeds: list[int]) -> list[np.ndarray]:
+    """Each seed's training episode lengths, in episode order."""
+    return [np.array([v for _, v in scalars(root / slug(name) / f"seed{s}", "train/episode_length")]) for s in seeds]
+
+
+def recovery(curve: np.ndarray, window: int = 50) -> int | None:
+    """Episodes after the move until the mean of the last `window` episodes is within 25% of the
+    mean of the run's last 100 (its level on the new goal); None if the run never gets there."""
+    final = curve[-100:].mean()
+    for k in range(window, len(curve) - MOVE + 1):
+        if curve[MOVE + k - window : MOVE + k].mean() <= 1.25 * final:
+            return k
+    return None
+
+
+def table(runs: dict[str, list[np.ndarray]], seeds: list[int]) -> str:
+    spans = [(901, 1000), (1001, 1100), (1001, 1500), (1901, 2000)]
+    head = " | ".join(f"episodes {a}–{b}" for a, b in spans)
+    lines = [f"| learner | seed | {head} | episodes to recover |", "|---" * (len(spans) + 3) + "|"]
+    for name, curves in runs.items():
+        for seed, curve in zip(seeds, curves):
+            cells = [f"{curve[a - 1 : b].mean():.1f}" if len(curve) >= b else "–" for a, b in spans]
+            rec = recovery(curve) if len(curve) >= 2 * MOVE else None
+            lines.append(f"| {name} | {seed} | {' | '.join(cells)} | {rec if rec is not None else '–'} |")
+    return "\n".join(lines)
+
+
+def plot(runs: dict[str, list[np.ndarray]], path: Path, smooth: int = 20) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, curves in runs.items():
+        n = min(len(c) for c in curves)
+        kernel = np.ones(smooth) / smooth
+        smoothed = np.stack([np.convolve(c[:n], kernel, mode="valid") for c in curves])  # (seeds, n - smooth + 1)
+        x = np.arange(smooth, n + 1)
+        ax.plot(x, smoothed.mean(0), label=f"{name} (mean of {len(curves)} seeds)")
+        ax.fill_between(x, smoothed.min(0), smoothed.max(0), alpha=0.2)
+    ax.axvline(MOVE, color="grey", linestyle="--", linewidth=1)
+    ax.set(xlabel="episode", ylabel=f"steps per episode ({smooth}-episode mean)", yscale="log", title="Four Rooms: the goal moves after episode 1000")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", required=True, help="root of the run directories and the results")
+    parser.add_argument("--no-run", action="store_true", help="only read the runs already in --out")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
+    args = parser.parse_args()
+    root = Path(args.out)
+    start = time.time()
+    if not args.no_run:
+        run_all(root, args.seeds, args.overrides)
+    runs = {name: lengths(root, name, args.seeds) for name in LEARNERS}
+    text = table(runs, args.seeds)
+    (root / "table.md").write_text(text + "\n")
+    plot(runs, root / "curves.png")
+    print(text)
+    print(f"episodes per run: {[len(c) for curves in runs.values() for c in curves]}; wall {time.time() - start:.0f} s; {root}")
+
+
+if __name__ == "__main__":
+    main()
