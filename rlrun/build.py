@@ -89,11 +89,16 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def check_parallel(cfg: DictConfig, algo_cls: type) -> None:
-    """trainer.parallel_seeds > 1: offline learning, eager updates."""
-    if cfg.env is not None or cfg.trainer.finetune_steps > 0:
+    """trainer.parallel_seeds > 1: offline learning, or online learning from a replay; eager updates."""
+    if cfg.trainer.finetune_steps > 0 or algo_cls.learns_from_latest or not getattr(algo_cls, "parallel_seeds", True):
         raise UserError(
-            f"trainer.parallel_seeds trains offline runs only (dataset=..., no fine-tuning), and {algo_cls.__name__} "
-            f"here would learn online: set trainer.parallel_seeds=1 and sweep over seed= instead."
+            f"trainer.parallel_seeds trains offline runs and online runs that learn from a replay (no options, no "
+            f"fine-tuning), and {algo_cls.__name__} here cannot: set trainer.parallel_seeds=1 and sweep over seed= instead."
+        )
+    if cfg.env is not None and cfg.trainer.save_buffer:
+        raise UserError(
+            "trainer.save_buffer writes one run's replay, and parallel seeds have one replay each: "
+            "set trainer.save_buffer=false, or trainer.parallel_seeds=1."
         )
     if cfg.device.compile or cfg.device.cuda_graphs:
         raise UserError(
@@ -418,21 +423,25 @@ def run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> float:
 
 
 def run_parallel(cfg: DictConfig, run_dir: Path, source: Any, device: torch.device, resume_state: dict[str, Any] | None) -> float:
-    """trainer.parallel_seeds=K: K offline runs with seeds seed … seed+K−1 in this process, each in
-    run_dir/seed_<s>/ as a run of its own (config, TensorBoard, checkpoints); returns their mean final return."""
+    """trainer.parallel_seeds=K: K runs with seeds seed … seed+K−1 in this process, each in
+    run_dir/seed_<s>/ as a run of its own (config, TensorBoard, checkpoints; online, its own env and
+    replay); returns their mean final return."""
     k = cfg.trainer.parallel_seeds
     members = make_members(cfg, source.spaces, device, cfg.seed, k)
-    for shell in members.shells:
-        shell.obs_norm.set(source.obs_mean, source.obs_std)
+    if cfg.dataset is not None:
+        for shell in members.shells:
+            shell.obs_norm.set(source.obs_mean, source.obs_std)
     members.gather()
     if cfg.dry_run:
         print(summary(cfg, source, members.shells[0], device) + f"\nseeds      {k} in parallel: {cfg.seed} … {cfg.seed + k - 1}")
         return math.nan
-    schedule = _schedule(cfg.trainer, cfg.trainer.eval_video and videos_possible(source, cfg.seed), True)
+    schedule = _schedule(cfg.trainer, cfg.trainer.eval_video and videos_possible(source, cfg.seed), cfg.dataset is not None)
     configs, trainers = [], []
     for i, shell in enumerate(members.shells):
         member = cfg.copy()
         member.seed = cfg.seed + i
+        if source.online and i > 0:  # each online member collects in its own env, seeded like its own run
+            source = make_source(member, device)
         member_dir = run_dir / f"seed_{member.seed}"
         (member_dir / ".hydra").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(member, member_dir / ".hydra" / "config.yaml")
@@ -449,6 +458,7 @@ def run_parallel(cfg: DictConfig, run_dir: Path, source: Any, device: torch.devi
     try:
         result = parallel.run()
         for trainer, member in zip(trainers, configs):
+            log_figures(trainer.algo, trainer.source, trainer.logger, trainer.run_dir, trainer.step, device)
             trainer.logger.hparams(_hparams(member), list(trainer.last_eval))
     finally:
         for trainer in trainers:

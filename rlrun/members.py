@@ -11,7 +11,8 @@ gradients (the members share no parameter), and the optimizers step every member
 
 The K algorithm objects that were built stay as the members' "shells": `scatter` copies member k's
 slice of the stacked state into shell k, which evaluations and checkpoints then use like any
-run's algorithm; `gather` does the reverse after a resume.
+run's algorithm; `gather` does the reverse after a resume. Online, `acting(k)` lends shell k views
+of member k's current slice (no copy) while it acts in its own env, drawing from its own stream.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class Members:
         self.shells, self.stacked, self.streams, self.k = shells, stacked, streams, len(shells)
         self.update_fn = type(stacked).update  # the class's own: an instance's `update` may be an accelerate wrapper
         self.slots = slots(stacked)
+        self.shell_slots = [slots(shell) for shell in shells]
         self.attributes = [name for name in self.slots if "." not in name]
         self.gather()
 
@@ -171,10 +173,19 @@ class Members:
             elif checkpoint.stateful(value) and not isinstance(value, (nn.Module, torch.optim.Optimizer, Tensor)):
                 getattr(target, name).load_state_dict(value.state_dict())
 
+    def acting(self, k: int, fn: Callable[[Any], Any]) -> Any:
+        """fn(shell k) with shell k holding views of member k's current state (no copy) and member k's
+        random stream in place: what a separate run's algorithm would do now (e.g. act in its env)."""
+        with torch.no_grad():
+            views = {path: t[k] for path, t in tensors_at(self.slots).items()}  # (K, *S) -> (*S)
+            with swapped(self.shell_slots[k], views):
+                return self.streams.run(k, lambda: fn(self.shells[k]))
+
     # --- the update -----------------------------------------------------------------------------
-    def sample(self, source: Any, batch_size: int) -> Batch:
-        """Each member's batch from its own stream, stacked: fields (K, B, ...)."""
-        batches = [self.streams.run(k, lambda: source.sample(batch_size)) for k in range(self.k)]
+    def sample(self, sources: list[Any], batch_size: int) -> Batch:
+        """Member k's batch from sources[k] (one dataset for all, or each its own replay) and its own
+        stream, stacked: fields (K, B, ...)."""
+        batches = [self.streams.run(k, lambda: sources[k].sample(batch_size)) for k in range(self.k)]
         return Batch(*(None if f[0] is None else torch.stack(f) for f in zip(*batches)))
 
     def update(self, batch: Batch) -> dict[str, Tensor]:

@@ -133,7 +133,7 @@ class TrainerConfig:
     updates_per_step: int = ranged(1, ge=1)
     """Online training and fine-tuning: gradient updates per env step."""
     parallel_seeds: int = ranged(1, ge=1)
-    """Offline runs: train seeds seed … seed+K−1 in this one process as one vectorized model (run dirs seed_<s>/)."""
+    """Train seeds seed … seed+K−1 in one process as one vectorized model (dirs seed_<s>/; online: an env and replay each)."""
     learning_starts: int = ranged(1000, ge=0)
     """Online: uniformly random actions for this many env steps before the first update."""
     replay_size: int = ranged(1_000_000, gt=0)

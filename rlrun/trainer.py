@@ -386,7 +386,8 @@ class ParallelTrainer:
     """trainer.parallel_seeds: K member Trainers, each with its run directory, logger, evaluations and
     checkpoints, whose algorithms learn in lockstep as one rlrun.members.Members.
 
-    Each step samples every member's batch from its own stream and updates all members at once;
+    Each step (online: after every member acted once in its own env, storing into its own replay)
+    samples every member's batch from its own stream and updates all members at once;
     where an evaluation or a checkpoint is due, the members' state is first copied into their
     Trainers' algorithms. A member's checkpoint is a single run's, random state included.
     """
@@ -415,8 +416,20 @@ class ParallelTrainer:
         for trainer in self.trainers:
             trainer.save()
 
-    def _iteration(self, timers: list[dict[str, float]]) -> None:
-        metrics = self.update(self.members.sample(self.source, self.s.batch_size))  # each (K,)
+    def _collect(self) -> None:
+        """Online: each member acts once in its own env with its current policy and stores the transition."""
+        for k, trainer in enumerate(self.trainers):
+            episode = self.members.acting(k, partial(trainer.source.step, step=self.step))
+            if episode:
+                trainer.logger.scalars(episode, self.step)
+
+    def _iteration(self, timers: list[dict[str, float]], metrics: dict[str, Tensor]) -> dict[str, Tensor]:
+        if self.source.online:
+            self._collect()
+        if self.source.ready(self.step):
+            sources = [trainer.source for trainer in self.trainers]
+            for _ in range(self.s.updates_per_step if self.source.online else 1):
+                metrics = self.update(self.members.sample(sources, self.s.batch_size))  # each (K,)
         synced: list[bool] = []
 
         def sync() -> None:  # once per step, however many members evaluate or save
@@ -427,10 +440,12 @@ class ParallelTrainer:
         for k, trainer in enumerate(self.trainers):
             trainer.step = self.step
             trainer.after_update({name: value[k] for name, value in metrics.items()}, timers[k], sync)
+        return metrics
 
     def run(self) -> float:
         """Train every member to total_steps; returns the mean over members of their final eval/return_mean."""
         timers = [{"step": self.step, "time": time.perf_counter()} for _ in self.trainers]
+        metrics: dict[str, Tensor] = {}
         with running(self.s, self.step, self._on_signal) as bar:
             try:
                 while self.step < self.s.total_steps:
@@ -439,7 +454,7 @@ class ParallelTrainer:
                         log.warning("signal %d: checkpoints of all members written at step %d; exiting", self._signal, self.step)
                         raise SignalExit(self._signal)
                     self.step += 1
-                    self._iteration(timers)
+                    metrics = self._iteration(timers, metrics)
                     advance(bar, self.trainers[0].last_eval)
             finally:
                 for trainer in self.trainers:

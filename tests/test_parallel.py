@@ -10,7 +10,8 @@ import torch
 from conftest import make_cfg, rlrun
 from hydra.utils import get_class
 from omegaconf import OmegaConf
-from test_reliability import OFFLINE, assert_identical, signal_when_running
+from test_cli import scalars
+from test_reliability import OFFLINE, ONLINE, assert_identical, signal_when_running
 
 from rlrun import checkpoint, report
 from rlrun.build import make_algo, make_members, make_source, run, seed_everything
@@ -35,7 +36,7 @@ def test_each_member_learns_exactly_as_its_own_run(name, pendulum_dataset):
     for shell in members.shells:
         shell.obs_norm.set(source.obs_mean, source.obs_std)
     members.gather()
-    together = [members.update(members.sample(source, BATCH)) for _ in range(UPDATES)]
+    together = [members.update(members.sample([source, source], BATCH)) for _ in range(UPDATES)]
     members.scatter()
     for k in range(2):
         seed_everything(3 + k)
@@ -77,6 +78,42 @@ def test_a_parallel_run_is_a_multirun_of_its_members(tmp_path, pendulum_dataset)
     assert together["last_eval"]["eval/return_mean"] == pytest.approx(alone["last_eval"]["eval/return_mean"], rel=1e-3)
 
 
+def test_online_members_each_collect_and_learn_as_their_own_run(tmp_path):
+    """Online SAC, K=2: each member acts in its own env and learns from its own replay; member seed 1
+    ends where a separate seed=1 run ends (random state, replay, parameters, episode returns)."""
+    torch.set_num_threads(1)
+    args = [*ONLINE, "trainer.total_steps=300", "trainer.eval_every=150"]
+    run(make_cfg(*args, "seed=0", "trainer.parallel_seeds=2"), tmp_path / "parallel")
+    run(make_cfg(*args, "seed=1"), tmp_path / "alone")
+    together = checkpoint.read(tmp_path / "parallel" / "seed_1" / "checkpoints" / "last.pt")
+    alone = checkpoint.read(tmp_path / "alone" / "checkpoints" / "last.pt")
+    first = checkpoint.read(tmp_path / "parallel" / "seed_0" / "checkpoints" / "last.pt")
+    assert torch.equal(together["rng"]["torch"], alone["rng"]["torch"])
+    replay = together["source"]["replay"]
+    torch.testing.assert_close(replay["data"]["obs"], alone["source"]["replay"]["data"]["obs"], rtol=1e-4, atol=1e-4)
+    assert not torch.equal(replay["data"]["obs"], first["source"]["replay"]["data"]["obs"])  # two envs, two seeds
+    for name in ("actor", "critic"):
+        for key, value in alone["algo"][name].items():
+            torch.testing.assert_close(together["algo"][name][key], value, rtol=1e-3, atol=1e-4)
+    assert together["last_eval"]["eval/return_mean"] == pytest.approx(alone["last_eval"]["eval/return_mean"], rel=1e-2)
+    returns = [e.value for e in scalars(tmp_path / "parallel" / "seed_1")["train/episode_return"]]
+    assert returns == pytest.approx([e.value for e in scalars(tmp_path / "alone")["train/episode_return"]], rel=1e-3)
+
+
+def test_online_parallel_resume_continues_every_members_episode(tmp_path):
+    torch.set_num_threads(1)
+    args = [*ONLINE, "trainer.parallel_seeds=2", "trainer.eval_every=150"]
+    run(make_cfg(*args, "trainer.total_steps=300"), tmp_path / "straight")
+    run(make_cfg(*args, "trainer.total_steps=150"), tmp_path / "split")
+    run(make_cfg(f"resume={tmp_path / 'split'}"), tmp_path / "split", ["trainer.total_steps=300"])
+    for seed in (0, 1):
+        straight = checkpoint.read(tmp_path / "straight" / f"seed_{seed}" / "checkpoints" / "last.pt")
+        split = checkpoint.read(tmp_path / "split" / f"seed_{seed}" / "checkpoints" / "last.pt")
+        assert split["step"] == 300
+        assert_identical(straight["algo"], split["algo"], f"seed_{seed}")
+        assert torch.equal(straight["source"]["replay"]["data"]["obs"], split["source"]["replay"]["data"]["obs"])
+
+
 def test_parallel_stop_and_resume_is_bit_identical(tmp_path, pendulum_dataset):
     torch.set_num_threads(1)
     args = [*OFFLINE, "algo=td3_bc", "trainer.parallel_seeds=3", "trainer.eval_every=100"]
@@ -116,12 +153,13 @@ def test_sigterm_saves_every_member_at_one_step(tmp_path, pendulum_dataset):
     "args, message",
     [
         ([*OFFLINE, "trainer.parallel_seeds=0"], "trainer.parallel_seeds"),
-        (["algo=sac", "env=pendulum", "trainer.parallel_seeds=2"], "offline runs only"),
-        (["algo=option_critic", "env=cartpole", "trainer.parallel_seeds=2"], "offline runs only"),
-        ([*OFFLINE, "trainer.finetune_steps=100", "trainer.parallel_seeds=2"], "offline runs only"),
+        (["algo=option_critic", "env=cartpole", "trainer.parallel_seeds=2"], "OptionCritic here cannot"),
+        (["algo=soft_option_critic", "env=pendulum", "trainer.parallel_seeds=2"], "SoftOptionCritic here cannot"),
+        ([*OFFLINE, "trainer.finetune_steps=100", "trainer.parallel_seeds=2"], "no fine-tuning"),
+        ([*ONLINE, "trainer.save_buffer=true", "trainer.parallel_seeds=2"], "trainer.save_buffer"),
         ([*OFFLINE, "device.compile=true", "trainer.parallel_seeds=2"], "device.compile"),
     ],
-    ids=["below_one", "online", "option_critic", "finetune", "compile"],
+    ids=["below_one", "option_critic", "soft_option_critic", "finetune", "save_buffer", "compile"],
 )
 def test_unsupported_parallel_seeds_stop_with_one_sentence(tmp_path, args, message, pendulum_dataset):
     with pytest.raises(UserError, match=message) as e:

@@ -58,6 +58,8 @@ class Algorithm(Protocol):
     # Optional: begin_online(self) -> None, called once when fine-tuning switches from the dataset to
     # the env (CQL: the online penalty weight); what it changes must be state that checkpoints collect.
     # Optional class flag: uses_mc_returns = True makes dataset batches carry Batch.mc_return (Cal-QL).
+    # Optional class flag: parallel_seeds = False where update() cannot run under torch.func.vmap over
+    # stacked members (the option-critics' running-option state): trainer.parallel_seeds refuses it.
     # Optional attribute n_options: the policy state is the running option (B,), and evaluations log
     # eval/option_duration_mean, eval/option_switches_per_episode and eval/option_usage/<k> (option-critics).
 

@@ -33,6 +33,7 @@ class OptionCritic:
     offline_only = False
     discrete_actions = None
     learns_from_latest = True
+    parallel_seeds = False  # see base.Algorithm
 
     def __init__(
         self,

@@ -52,6 +52,7 @@ class SoftOptionCritic:
     offline_only = False
     discrete_actions = False
     learns_from_latest = False
+    parallel_seeds = False  # see base.Algorithm
 
     def __init__(
         self,
