@@ -5,7 +5,8 @@
 Runs option-critic with 4 options and the flat baseline (the same learner with one option: an
 actor-critic with the same one-hot features) on `env=four_rooms_moving_goal`, two runs at a time
 with one thread each, then reads every training episode's length back from TensorBoard and writes
-`curves.png` and a Markdown table (`table.md`) into --out. With --no-run it only reads --out.
+`curves.png` and a Markdown table (`table.md`) into --out. `--cost η …` adds option-critic with
+that deliberation cost. Runs whose directory holds a finished checkpoint are read, not rerun.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ MOVE = 1000  # episodes on the first goal (the env config's goal_moves_after)
 LEARNERS = {"option-critic, 4 options": ["algo.n_options=4"], "flat (1 option)": ["algo.n_options=1"]}
 
 
-def run_all(root: Path, seeds: list[int], extra: list[str]) -> None:
+def run_all(root: Path, learners: dict[str, list[str]], seeds: list[int], extra: list[str]) -> None:
     jobs = []
-    for name, overrides in LEARNERS.items():
+    for name, overrides in learners.items():
         for seed in seeds:
             run_dir = root / slug(name) / f"seed{seed}"
+            if (run_dir / "checkpoints" / "last.pt").exists():
+                continue
             cmd = ["rlrun", "algo=option_critic", "env=four_rooms_moving_goal", *overrides, *extra]
             cmd += [f"seed={seed}", f"hydra.run.dir={run_dir}", "trainer.progress=false", "device.threads=1"]
             jobs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
@@ -40,7 +43,9 @@ def run_all(root: Path, seeds: list[int], extra: list[str]) -> None:
 
 
 def slug(name: str) -> str:
-    return name.split(",")[0].split(" ")[0]
+    """A learner's directory name: "option-critic", "flat", "option-critic-cost-0.01"."""
+    head = name.split(",")[0].split(" ")[0]
+    return f"{head}-cost-{name.rsplit(' ', 1)[1]}" if "cost" in name else head
 
 
 def lengths(root: Path, name: str, seeds: list[int]) -> list[np.ndarray]:
@@ -97,13 +102,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", required=True, help="root of the run directories and the results")
     parser.add_argument("--no-run", action="store_true", help="only read the runs already in --out")
+    parser.add_argument("--cost", type=float, nargs="*", default=[], help="also option-critic with these deliberation costs")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
     args = parser.parse_args()
     root = Path(args.out)
     start = time.time()
+    learners = dict(LEARNERS)
+    for cost in args.cost:
+        learners[f"option-critic, 4 options, deliberation cost {cost:g}"] = ["algo.n_options=4", f"algo.deliberation_cost={cost}"]
     if not args.no_run:
-        run_all(root, args.seeds, args.overrides)
-    runs = {name: lengths(root, name, args.seeds) for name in LEARNERS}
+        run_all(root, learners, args.seeds, args.overrides)
+    runs = {name: lengths(root, name, args.seeds) for name in learners}
     text = table(runs, args.seeds)
     (root / "table.md").write_text(text + "\n")
     plot(runs, root / "curves.png")

@@ -125,6 +125,29 @@ def test_four_rooms_env_is_a_gymnasium_env():
     assert obs.shape == (104,) and obs.sum() == 1.0
 
 
+def test_four_rooms_goal_moves_after_the_given_episodes_to_the_seeds_cell():
+    import gymnasium as gym
+
+    from rlrun.envs import FourRooms
+
+    def goals(seed: int) -> list[int]:
+        """The goal of each of the first five episodes."""
+        env = gym.make("rlrun.envs:rlrun/FourRooms-v0", goal_moves_after=3).unwrapped
+        seen = []
+        for episode in range(5):
+            env.reset(seed=seed if episode == 0 else None)
+            seen.append(env.goal)
+        return seen
+
+    first, again, other = goals(0), goals(0), goals(1)
+    assert first[:3] == [62, 62, 62] and first[3] == first[4] != 62  # episodes 4 and 5 have the new goal
+    assert first == again
+    env = FourRooms()
+    rows, cols = FourRooms.LOWER_RIGHT_ROOM
+    assert {first[3], other[3]} <= {i for i, (r, c) in enumerate(env.cells) if r in rows and c in cols}
+    assert FourRooms(goal_moves_after=1, moved_goal=5)._next_goal() == 5
+
+
 def test_offline_cql_run_on_local_dataset(tmp_path, pendulum_dataset):
     args = [
         "algo=cql",
