@@ -55,9 +55,9 @@ def lengths(root: Path, name: str, seeds: list[int]) -> list[np.ndarray]:
 
 def recovery(curve: np.ndarray, window: int = 50) -> int | None:
     """Episodes after the move until the mean of the last `window` episodes is within 25% of the
-    mean of the run's last 100 (its level on the new goal); None if the run never gets there."""
-    final = curve[-100:].mean()
-    for k in range(window, len(curve) - MOVE + 1):
+    mean of episodes 1901–2000 (the level on the new goal); None if it never gets there by 2000."""
+    final = curve[2 * MOVE - 100 : 2 * MOVE].mean()
+    for k in range(window, MOVE + 1):
         if curve[MOVE + k - window : MOVE + k].mean() <= 1.25 * final:
             return k
     return None
@@ -75,6 +75,20 @@ def table(runs: dict[str, list[np.ndarray]], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def beta_table(root: Path, learners: list[str], seeds: list[int]) -> str:
+    """Each option's mean β at the four hallway cells and elsewhere, at the last evaluation."""
+    lines = ["| learner | seed | option | β at hallways | β elsewhere | ratio |", "|---|---|---|---|---|---|"]
+    for name in learners:
+        for seed in seeds:
+            run_dir = root / slug(name) / f"seed{seed}"
+            for k in range(4):
+                hall, rest = (scalars(run_dir, f"eval/beta_{where}/{k}") for where in ("hallways", "elsewhere"))
+                if hall and rest:
+                    h, e = hall[-1][1], rest[-1][1]
+                    lines.append(f"| {name} | {seed} | {k} | {h:.3f} | {e:.3f} | {h / e:.2f} |")
+    return "\n".join(lines)
+
+
 def plot(runs: dict[str, list[np.ndarray]], path: Path, smooth: int = 20) -> None:
     import matplotlib
 
@@ -83,7 +97,7 @@ def plot(runs: dict[str, list[np.ndarray]], path: Path, smooth: int = 20) -> Non
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, curves in runs.items():
-        n = min(len(c) for c in curves)
+        n = min(2 * MOVE, *(len(c) for c in curves))  # the paper's frame: 1000 episodes on each goal
         kernel = np.ones(smooth) / smooth
         smoothed = np.stack([np.convolve(c[:n], kernel, mode="valid") for c in curves])  # (seeds, n - smooth + 1)
         x = np.arange(smooth, n + 1)
@@ -113,7 +127,7 @@ def main() -> None:
     if not args.no_run:
         run_all(root, learners, args.seeds, args.overrides)
     runs = {name: lengths(root, name, args.seeds) for name in learners}
-    text = table(runs, args.seeds)
+    text = table(runs, args.seeds) + "\n\n" + beta_table(root, [n for n in learners if "flat" not in n], args.seeds)
     (root / "table.md").write_text(text + "\n")
     plot(runs, root / "curves.png")
     print(text)
