@@ -2,8 +2,9 @@
 
     python bench/four_rooms.py --seeds 0 1 2 --out /tmp/four_rooms
 
-Runs option-critic with 4 options and the flat baseline (the same learner with one option: an
-actor-critic with the same one-hot features) on `env=four_rooms_moving_goal`, two runs at a time
+Runs option-critic with 4 options (its preset, deliberation cost 0.01) and the flat baseline (the
+same learner with one option and no cost: an actor-critic with the same one-hot features) on
+`env=four_rooms_moving_goal`, two runs at a time
 with one thread each, then reads every training episode's length back from TensorBoard and writes
 `curves.png` and a Markdown table (`table.md`) into --out. `--cost η …` adds option-critic with
 that deliberation cost. Runs whose directory holds a finished checkpoint are read, not rerun.
@@ -21,14 +22,18 @@ import numpy as np
 from learning import scalars
 
 MOVE = 1000  # episodes on the first goal (the env config's goal_moves_after)
-LEARNERS = {"option-critic, 4 options": ["algo.n_options=4"], "flat (1 option)": ["algo.n_options=1"]}
+Learners = dict[str, tuple[str, list[str]]]  # label -> (directory under --out, overrides)
+LEARNERS: Learners = {
+    "option-critic, 4 options (preset: cost 0.01)": ("option-critic", ["algo.n_options=4"]),
+    "flat (1 option)": ("flat", ["algo.n_options=1", "algo.deliberation_cost=0"]),
+}
 
 
-def run_all(root: Path, learners: dict[str, list[str]], seeds: list[int], extra: list[str]) -> None:
+def run_all(root: Path, learners: Learners, seeds: list[int], extra: list[str]) -> None:
     jobs = []
-    for name, overrides in learners.items():
+    for folder, overrides in learners.values():
         for seed in seeds:
-            run_dir = root / slug(name) / f"seed{seed}"
+            run_dir = root / folder / f"seed{seed}"
             if (run_dir / "checkpoints" / "last.pt").exists():
                 continue
             cmd = ["rlrun", "algo=option_critic", "env=four_rooms_moving_goal", *overrides, *extra]
@@ -42,15 +47,9 @@ def run_all(root: Path, learners: dict[str, list[str]], seeds: list[int], extra:
             print(err.decode()[-2000:], file=sys.stderr)
 
 
-def slug(name: str) -> str:
-    """A learner's directory name: "option-critic", "flat", "option-critic-cost-0.01"."""
-    head = name.split(",")[0].split(" ")[0]
-    return f"{head}-cost-{name.rsplit(' ', 1)[1]}" if "cost" in name else head
-
-
-def lengths(root: Path, name: str, seeds: list[int]) -> list[np.ndarray]:
+def lengths(root: Path, folder: str, seeds: list[int]) -> list[np.ndarray]:
     """Each seed's training episode lengths, in episode order."""
-    return [np.array([v for _, v in scalars(root / slug(name) / f"seed{s}", "train/episode_length")]) for s in seeds]
+    return [np.array([v for _, v in scalars(root / folder / f"seed{s}", "train/episode_length")]) for s in seeds]
 
 
 def recovery(curve: np.ndarray, window: int = 50) -> int | None:
@@ -75,12 +74,12 @@ def table(runs: dict[str, list[np.ndarray]], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def beta_table(root: Path, learners: list[str], seeds: list[int]) -> str:
+def beta_table(root: Path, learners: Learners, seeds: list[int]) -> str:
     """Each option's mean β at the four hallway cells and elsewhere, at the last evaluation."""
     lines = ["| learner | seed | option | β at hallways | β elsewhere | ratio |", "|---|---|---|---|---|---|"]
-    for name in learners:
+    for name, (folder, _) in learners.items():
         for seed in seeds:
-            run_dir = root / slug(name) / f"seed{seed}"
+            run_dir = root / folder / f"seed{seed}"
             for k in range(4):
                 hall, rest = (scalars(run_dir, f"eval/beta_{where}/{k}") for where in ("hallways", "elsewhere"))
                 if hall and rest:
@@ -116,18 +115,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", required=True, help="root of the run directories and the results")
     parser.add_argument("--no-run", action="store_true", help="only read the runs already in --out")
-    parser.add_argument("--cost", type=float, nargs="*", default=[], help="also option-critic with these deliberation costs")
+    parser.add_argument(
+        "--cost", type=float, nargs="*", default=[], help="also option-critic with these costs (end the list with --)"
+    )
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
     args = parser.parse_args()
     root = Path(args.out)
     start = time.time()
     learners = dict(LEARNERS)
     for cost in args.cost:
-        learners[f"option-critic, 4 options, deliberation cost {cost:g}"] = ["algo.n_options=4", f"algo.deliberation_cost={cost}"]
+        overrides = ["algo.n_options=4", f"algo.deliberation_cost={cost}"]
+        learners[f"option-critic, 4 options, cost {cost:g}"] = (f"option-critic-cost-{cost:g}", overrides)
     if not args.no_run:
         run_all(root, learners, args.seeds, args.overrides)
-    runs = {name: lengths(root, name, args.seeds) for name in learners}
-    text = table(runs, args.seeds) + "\n\n" + beta_table(root, [n for n in learners if "flat" not in n], args.seeds)
+    runs = {name: lengths(root, folder, args.seeds) for name, (folder, _) in learners.items()}
+    options = {name: learner for name, learner in learners.items() if "algo.n_options=1" not in learner[1]}
+    text = table(runs, args.seeds) + "\n\n" + beta_table(root, options, args.seeds)
     (root / "table.md").write_text(text + "\n")
     plot(runs, root / "curves.png")
     print(text)
