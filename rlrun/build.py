@@ -440,14 +440,14 @@ def run_parallel(cfg: DictConfig, run_dir: Path, source: Any, device: torch.devi
     for i, shell in enumerate(members.shells):
         member = cfg.copy()
         member.seed = cfg.seed + i
-        if source.online and i > 0:  # each online member collects in its own env, seeded like its own run
-            source = make_source(member, device)
+        # each online member collects in its own env, seeded like its own run
+        member_source = make_source(member, device) if source.online and i > 0 else source
         member_dir = run_dir / f"seed_{member.seed}"
         (member_dir / ".hydra").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(member, member_dir / ".hydra" / "config.yaml")
         logger = Logger(member_dir, purge_step=resume_state["step"] + 1 if resume_state else None)
         resolved = OmegaConf.to_container(member, resolve=True)
-        trainers.append(Trainer(shell, source, logger, member_dir, schedule, member.seed, resolved, device))
+        trainers.append(Trainer(shell, member_source, logger, member_dir, schedule, member.seed, resolved, device))
         configs.append(member)
     parallel = ParallelTrainer(members, trainers, accelerate(members.update, device, cfg.device.amp, False, False))
     if resume_state is not None:

@@ -62,6 +62,10 @@ class Schedule:
     updates_per_step: int = 1  # online steps (env steps) only
     online_from: int | None = None  # fine-tuning: the last offline update; online env steps follow
 
+    def updates(self, online: bool) -> int:
+        """Gradient updates per step: updates_per_step per env step online, one per offline step."""
+        return self.updates_per_step if online else 1
+
 
 def evaluate(
     algo: Algorithm, env: gym.Env, episodes: int, seed: int, device: torch.device, trace: list | None = None
@@ -306,7 +310,7 @@ class Trainer:
             self._mark_switch()
         if self.source.ready(self.step):
             latest = (self.source.latest(),) if self.algo.learns_from_latest else ()
-            for _ in range(self.s.updates_per_step if self.source.online else 1):
+            for _ in range(self.s.updates(self.source.online)):
                 metrics = self.algo.update(self.source.sample(self.s.batch_size), *latest)
         self.after_update(metrics, timer)
         return metrics
@@ -428,7 +432,7 @@ class ParallelTrainer:
             self._collect()
         if self.source.ready(self.step):
             sources = [trainer.source for trainer in self.trainers]
-            for _ in range(self.s.updates_per_step if self.source.online else 1):
+            for _ in range(self.s.updates(self.source.online)):
                 metrics = self.update(self.members.sample(sources, self.s.batch_size))  # each (K,)
         synced: list[bool] = []
 
