@@ -7,6 +7,8 @@ and `dataset.id` match a preset gets its settings on top of the composed config;
 matches the id, one that lists the dataset's config name (`dataset.name`) applies. The command
 line's own `key=value` overrides still win. So `dataset=door` and `dataset=minari
 dataset.id=D4RL/door/human-v2` get the same settings, and so does `dataset=door dataset.id=<a local copy>`.
+A preset that lists an id as it is beats one whose pattern matches it (`cql_pendulum_medium_expert`
+over `cql_pendulum`'s `rlrun/pendulum/*`).
 A preset with `finetune: true` serves only runs that fine-tune online (`trainer.finetune_steps` > 0),
 and such a run takes it before the offline one.
 """
@@ -42,8 +44,10 @@ class Preset:
     def name(self) -> str:
         return self.path.stem
 
-    def serves(self, algo: str, dataset_id: str) -> bool:
-        return algo == self.algo and any(fnmatch.fnmatchcase(dataset_id, pattern) for pattern in self.ids)
+    def serves(self, algo: str, dataset_id: str, exact: bool = False) -> bool:
+        """Whether it serves this algorithm on this id: listed as it is (`exact`) or by a pattern."""
+        match = str.__eq__ if exact else fnmatch.fnmatchcase
+        return algo == self.algo and any(match(dataset_id, pattern) for pattern in self.ids)
 
 
 def load_all(root: Path = PRESETS) -> list[Preset]:
@@ -70,13 +74,15 @@ def find(
     presets: Sequence[Preset] | None = None,
     finetune: bool = False,
 ) -> Preset | None:
-    """The preset for this algorithm and dataset id, else for the dataset config's name; for a
-    fine-tuning run the fine-tuning presets are looked through first. Two that match the same way are
-    a defect of conf/presets."""
+    """The preset for this algorithm and dataset id (one that lists the id itself before one that
+    matches it by a pattern), else for the dataset config's name; for a fine-tuning run the
+    fine-tuning presets are looked through first. Two that match the same way are a defect of
+    conf/presets."""
     loaded = load_all() if presets is None else presets
     for mode in (True, False) if finetune else (False,):
         pool = [p for p in loaded if p.finetune == mode]
         for matches, what in (
+            ([p for p in pool if p.serves(algo, dataset_id, exact=True)], dataset_id),
             ([p for p in pool if p.serves(algo, dataset_id)], dataset_id),
             ([p for p in pool if p.algo == algo and config_name in p.configs], f"dataset={config_name}"),
         ):

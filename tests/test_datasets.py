@@ -208,7 +208,7 @@ def test_family_configs_name_the_recipe_and_carry_reference_scores():
         cfg = make_cfg("algo=cql", f"dataset=pendulum_{level}")
         assert cfg.dataset.builder._target_ == "rlrun.recipes.build_pendulum_family"
         assert cfg.dataset.ref_min_score < cfg.dataset.ref_max_score
-        assert cfg.algo.cql_alpha == make_cfg("algo=cql", "dataset=pendulum_expert").algo.cql_alpha
+        assert cfg.preset == ("cql_pendulum_medium_expert" if level == "medium_expert" else "cql_pendulum")
 
 
 HOSTED = {  # Minari ids of the D4RL families and the preset each gets
@@ -228,6 +228,8 @@ HOSTED = {  # Minari ids of the D4RL families and the preset each gets
     "mujoco/hopper/medium-v0": "cql_mujoco_hopper_medium",
     "rlrun/door/human-demos-v0": "cql_adroit_door",
     **{f"rlrun/pendulum/{level}-v0": "cql_pendulum" for level in recipes.LEVELS},
+    "rlrun/pendulum/medium-expert-v0": "cql_pendulum_medium_expert",  # lists its id: wins over rlrun/pendulum/*
+    "rlrun/pendulum/my-collection-v0": "cql_pendulum",
 }
 
 
@@ -270,6 +272,19 @@ def test_no_two_presets_serve_the_same_algorithm_and_id():
         for dataset_id in HOSTED:
             for finetune in (False, True):
                 presets.find(preset.algo, dataset_id, presets=loaded, finetune=finetune)  # raises when two match
+
+
+def test_a_preset_that_lists_the_id_beats_a_pattern_and_two_of_a_kind_are_a_defect():
+    def preset(name: str, *ids: str) -> presets.Preset:
+        return presets.Preset(Path(f"{name}.yaml"), "cql", ids, (), {})
+
+    family, level, other = preset("family", "me/data/*"), preset("level", "me/data/b-v0"), preset("other", "me/*")
+    assert presets.find("cql", "me/data/b-v0", presets=[family, level]).name == "level"
+    assert presets.find("cql", "me/data/a-v0", presets=[family, level]).name == "family"
+    with pytest.raises(ValueError, match="all serve cql on me/data/a-v0"):
+        presets.find("cql", "me/data/a-v0", presets=[family, level, other])
+    with pytest.raises(ValueError, match="all serve cql on me/data/b-v0"):
+        presets.find("cql", "me/data/b-v0", presets=[level, preset("twin", "me/data/b-v0")])
 
 
 def test_a_fine_tuning_run_takes_the_fine_tuning_preset_and_an_offline_run_the_offline_one():
