@@ -97,32 +97,33 @@ class CriticEnsemble(nn.Module):
         by many actions (obs (B, 1, O), act (B, N, A)) goes through W_s once, not N times.
         """
         batch_shape = torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1])
+        n = self.hidden[0].weight.shape[0]  # self.n, or fewer under `frozen_member`
         if not self.layer_norm and onednn.enabled_for(act, math.prod(batch_shape) * self.width**2):
             return self._by_member(obs, act, batch_shape)
         if obs.shape[:-1] == act.shape[:-1]:  # one row per action: one matmul on [s; a]
             x = torch.cat([obs, act], -1).reshape(1, -1, obs.shape[-1] + act.shape[-1])  # (*B, O+A) -> (1, B', O+A)
-            return self._from_hidden(self.hidden[0](x.expand(self.n, -1, -1)), obs.shape[:-1])
+            return self._from_hidden(self.hidden[0](x.expand(n, -1, -1)), obs.shape[:-1])
         first = self.hidden[0]
         w_obs, w_act = first.weight.split([obs.shape[-1], act.shape[-1]], 1)  # (n, O + A, H) -> (n, O, H), (n, A, H)
-        h_obs = torch.baddbmm(first.bias, _rows(obs, self.n), w_obs)  # (n, S', H)
-        h_act = torch.bmm(_rows(act, self.n), w_act)  # (n, B', H)
+        h_obs = torch.baddbmm(first.bias, _rows(obs, n), w_obs)  # (n, S', H)
+        h_act = torch.bmm(_rows(act, n), w_act)  # (n, B', H)
         width = h_obs.shape[-1]
-        x = h_obs.view(self.n, *obs.shape[:-1], width) + h_act.view(self.n, *act.shape[:-1], width)  # (n, *B, H)
-        return self._from_hidden(x.reshape(self.n, -1, width), x.shape[1:-1])  # (n, *B, H) -> (n, B', H)
+        x = h_obs.view(n, *obs.shape[:-1], width) + h_act.view(n, *act.shape[:-1], width)  # (n, *B, H)
+        return self._from_hidden(x.reshape(n, -1, width), x.shape[1:-1])  # (n, *B, H) -> (n, B', H)
 
     def _from_hidden(self, x: Tensor, batch_shape: torch.Size) -> Tensor:
         """First layer's pre-activation (n, B', H) -> Q values (n, *B)."""
         x = self.act(self.norms[0](x))
         for layer, norm in zip(self.hidden[1:], self.norms[1:]):
             x = self.act(norm(layer(x)))
-        return self.head(x).reshape(self.n, *batch_shape)  # (n, B', 1) -> (n, *B)
+        return self.head(x).reshape(-1, *batch_shape)  # (n, B', 1) -> (n, *B)
 
     def _by_member(self, obs: Tensor, act: Tensor, batch_shape: torch.Size) -> Tensor:
         """The oneDNN path: one member at a time on feature-major activations (H, rows); same values as forward."""
         obs_t = obs.reshape(-1, obs.shape[-1]).T  # (*S, O) -> (O, S')
         act_t = act.reshape(-1, act.shape[-1]).T.contiguous()  # (*B, A) -> (A, B')
         first, q = self.hidden[0], []
-        for i in range(self.n):
+        for i in range(first.weight.shape[0]):
             if obs.shape[:-1] == act.shape[:-1]:  # one row per action: [s; a] (O + A, B')
                 x = onednn.linear_t(torch.cat([obs_t, act_t]), first.weight[i], first.bias[i, 0])
             else:  # W_s s once per state, broadcast over the actions of that state
@@ -134,13 +135,21 @@ class CriticEnsemble(nn.Module):
             for layer in self.hidden[1:]:
                 x = self.act(onednn.linear_t(x, layer.weight[i], layer.bias[i, 0]))  # (H, B') -> (H', B')
             q.append(torch.addmm(self.head.bias[i], self.head.weight[i].T, x))  # (1, H) @ (H, B') -> (1, B')
-        return torch.cat(q).reshape(self.n, *batch_shape)  # n × (1, B') -> (n, *B)
+        return torch.cat(q).reshape(-1, *batch_shape)  # n × (1, B') -> (n, *B)
 
 
 def frozen(module: nn.Module, *args: Tensor) -> Tensor:
     """module(*args) with its parameters detached: gradients reach the inputs, never the module."""
     params = {name: p.detach() for name, p in module.named_parameters()}
     return torch.func.functional_call(module, params, args)
+
+
+def frozen_member(ensemble: CriticEnsemble, i: int, obs: Tensor, act: Tensor) -> Tensor:
+    """Member i's Q (*B) with its parameters detached: one member's work, not the whole ensemble's."""
+    params = {
+        name: p.detach()[i : i + 1] if p.dim() == 3 else p.detach() for name, p in ensemble.named_parameters()
+    }  # (n, ...) -> (1, ...)
+    return torch.func.functional_call(ensemble, params, (obs, act))[0]  # (1, *B) -> (*B)
 
 
 def _rows(x: Tensor, n: int) -> Tensor:

@@ -94,6 +94,26 @@ def test_critic_with_a_shared_observation_equals_the_repeated_one():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layer_norm", [False, True])
+@pytest.mark.parametrize("i", [0, 2])
+def test_one_frozen_member_equals_that_member_of_the_whole_ensemble(i, layer_norm):
+    """TD3+BC's actor loss evaluates the first critic alone: same values and input gradients as slicing
+    the whole ensemble's output, and no gradient for the critic."""
+    from rlrun.nets import CriticEnsemble, MLPSpec, frozen, frozen_member
+
+    torch.manual_seed(0)
+    critic = CriticEnsemble(7, 3, MLPSpec([16, 16], layer_norm=layer_norm), n=3)
+    obs, act = torch.randn(5, 7), (torch.rand(5, 3) * 2 - 1).requires_grad_()
+    one = frozen_member(critic, i, obs, act)
+    whole = frozen(critic, obs, act)
+    assert one.shape == (5,)
+    torch.testing.assert_close(one, whole[i], rtol=1e-6, atol=1e-6)
+    (g_one,) = torch.autograd.grad(one.sum(), act)
+    (g_whole,) = torch.autograd.grad(whole[i].sum(), act)
+    torch.testing.assert_close(g_one, g_whole, rtol=1e-6, atol=1e-6)
+    assert all(p.grad is None for p in critic.parameters())
+
+
 @needs_onednn
 @pytest.mark.parametrize("shared_obs", [True, False], ids=["shared_obs", "obs_per_action"])
 def test_onednn_critic_path_equals_the_batched_one(shared_obs):

@@ -6,8 +6,9 @@ TD3 with a behaviour-cloning term in the actor. Per update on a batch (s, a, r, 
   actor, every `policy_freq` updates:
             −λ E[Q_1(s, π(s))] + E[(π(s) − a)²],  λ = α / E|Q_1(s, π(s))|  (held constant)
 and on those updates the target actor π̄ and critics Q̄ follow by Polyak averaging (rate τ). Both
-losses are taken at the same parameters and stepped with one backward (the actor sees the critics
-`frozen`). The delay counter is a CPU tensor, so the branch on it costs no device sync.
+losses are taken at the same parameters and stepped with one backward (the actor sees the first
+critic alone, `frozen_member`). The delay counter is a CPU tensor, so the branch on it costs no
+device sync.
 
 The functions before the class are what TD3+BC and ReBRAC share: a deterministic actor, a critic
 ensemble, their targets and optimizers (set on the algorithm, so checkpoints collect them), the
@@ -25,7 +26,7 @@ from torch import Tensor
 from rlrun import noise
 from rlrun.algos.base import Batch, act_with_actor, adam, after_step, joint_step, memoryless, optimizer_step
 from rlrun.losses import critic_mse, smoothed_target_action, soft_update, td3_bc_actor_loss, td_target
-from rlrun.nets import CriticEnsemble, DeterministicActor, MLPSpec, ObsNormalizer, frozen
+from rlrun.nets import CriticEnsemble, DeterministicActor, MLPSpec, ObsNormalizer, frozen_member
 
 
 def build_delayed_actor_critic(
@@ -122,7 +123,7 @@ class TD3BC:
 
     def actor_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         pi = self.actor(batch.obs)
-        q_pi = frozen(self.critic, batch.obs, pi)[0]  # the first critic, as TD3+BC: (n, B) -> (B,)
+        q_pi = frozen_member(self.critic, 0, batch.obs, pi)  # the first critic only, as TD3+BC: (B,)
         loss, lam = td3_bc_actor_loss(q_pi, pi, batch.act, self.alpha)
         return loss, {"train/lambda": lam}
 
