@@ -3,12 +3,13 @@ by side in the same run.
 
     python bench/throughput.py [--seconds 20] [--configs door pendulum] [--devices cpu cuda]
                                [--algos cql sac bc td3_bc iql awac rebrac]
-                               [--parallel-seeds 2 4 8] [--no-variants]
+                               [--parallel-seeds 2 4 8] [--no-variants] [--no-bf16]
 
 Sizes: door = 39 obs, 28 actions, 3x256 actor and critics, batch 256, 10 sampled actions;
 pendulum = 3 obs, 1 action, 2x64 (the cql_pendulum preset), batch 256, 10 sampled actions.
 Variants: fp32, bf16 autocast (device.amp), torch.compile (device.compile), and on cuda also
-CUDA graphs. d3rlpy runs from bench/.venv-d3rlpy (`make bench` creates it; its gymnasium pin
+CUDA graphs (`--no-bf16` leaves out the bf16 ones: on a CPU without native bf16 they are emulated and
+slow). d3rlpy runs from bench/.venv-d3rlpy (`make bench` creates it; its gymnasium pin
 conflicts with ours), once as it comes and once with rlrun's allocator setting
 (device.keep_freed_memory, passed as GLIBC_TUNABLES). FLOP utilization = analytic matmul FLOPs per update × updates/s ÷ the
 measured matmul peak of the device in that precision (on CPU fp32, the faster of torch's BLAS and oneDNN).
@@ -234,6 +235,7 @@ def main() -> None:
         help="also time trainer.parallel_seeds at these K (aggregate updates/s against one seed's, fp32)",
     )
     p.add_argument("--no-variants", action="store_true", help="only the parallel-seeds table")
+    p.add_argument("--no-bf16", action="store_true", help="skip the bf16 variants (emulated on CPUs without bf16)")
     args = p.parse_args()
     if not args.glibc_default:
         keep_freed_memory()  # what `rlrun` does by default
@@ -267,6 +269,7 @@ def main() -> None:
                     variants += [("fp32+compile", False, True, False, on), ("bf16+compile", True, True, False, on)]
                 if device.type == "cuda":
                     variants += [("fp32+graphs", False, True, True, False), ("bf16+graphs", True, True, True, False)]
+                variants = [v for v in variants if not (args.no_bf16 and v[1])]
                 for name, amp, comp, graphs, use_onednn in variants:
                     rate = rlrun_rate(algo, cfg, device, amp, comp, graphs, args.seconds, use_onednn)
                     util = update_flops(algo, *CONFIGS[cfg]) * rate / peaks["bf16" if amp else "fp32"]

@@ -7,8 +7,8 @@ and `dataset.id` match a preset gets its settings on top of the composed config;
 matches the id, one that lists the dataset's config name (`dataset.name`) applies. The command
 line's own `key=value` overrides still win. So `dataset=door` and `dataset=minari
 dataset.id=D4RL/door/human-v2` get the same settings, and so does `dataset=door dataset.id=<a local copy>`.
-A preset that lists an id as it is beats one whose pattern matches it (`cql_pendulum_medium_expert`
-over `cql_pendulum`'s `rlrun/pendulum/*`).
+A preset that lists an id as it is beats one whose pattern matches it (`rebrac_pendulum_expert`
+over `rebrac_pendulum`'s `rlrun/pendulum/*`).
 A preset with `finetune: true` serves only runs that fine-tune online (`trainer.finetune_steps` > 0),
 and such a run takes it before the offline one.
 """

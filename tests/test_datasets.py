@@ -208,7 +208,7 @@ def test_family_configs_name_the_recipe_and_carry_reference_scores():
         cfg = make_cfg("algo=cql", f"dataset=pendulum_{level}")
         assert cfg.dataset.builder._target_ == "rlrun.recipes.build_pendulum_family"
         assert cfg.dataset.ref_min_score < cfg.dataset.ref_max_score
-        assert cfg.preset == ("cql_pendulum_medium_expert" if level == "medium_expert" else "cql_pendulum")
+        assert cfg.preset == "cql_pendulum" and cfg.algo.cql_alpha == 2.0
 
 
 HOSTED = {  # Minari ids of the D4RL families and the preset each gets
@@ -228,7 +228,6 @@ HOSTED = {  # Minari ids of the D4RL families and the preset each gets
     "mujoco/hopper/medium-v0": "cql_mujoco_hopper_medium",
     "rlrun/door/human-demos-v0": "cql_adroit_door",
     **{f"rlrun/pendulum/{level}-v0": "cql_pendulum" for level in recipes.LEVELS},
-    "rlrun/pendulum/medium-expert-v0": "cql_pendulum_medium_expert",  # lists its id: wins over rlrun/pendulum/*
     "rlrun/pendulum/my-collection-v0": "cql_pendulum",
 }
 
