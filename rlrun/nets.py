@@ -99,7 +99,7 @@ class CriticEnsemble(nn.Module):
         batch_shape = torch.broadcast_shapes(obs.shape[:-1], act.shape[:-1])
         n = self.hidden[0].weight.shape[0]  # self.n, or fewer under `frozen_member`
         if not self.layer_norm and onednn.enabled_for(act, math.prod(batch_shape) * self.width**2):
-            return self._by_member(obs, act, batch_shape)
+            return self._by_member(obs, act, batch_shape, n)
         if obs.shape[:-1] == act.shape[:-1]:  # one row per action: one matmul on [s; a]
             x = torch.cat([obs, act], -1).reshape(1, -1, obs.shape[-1] + act.shape[-1])  # (*B, O+A) -> (1, B', O+A)
             return self._from_hidden(self.hidden[0](x.expand(n, -1, -1)), obs.shape[:-1])
@@ -118,12 +118,12 @@ class CriticEnsemble(nn.Module):
             x = self.act(norm(layer(x)))
         return self.head(x).reshape(-1, *batch_shape)  # (n, B', 1) -> (n, *B)
 
-    def _by_member(self, obs: Tensor, act: Tensor, batch_shape: torch.Size) -> Tensor:
+    def _by_member(self, obs: Tensor, act: Tensor, batch_shape: torch.Size, n: int) -> Tensor:
         """The oneDNN path: one member at a time on feature-major activations (H, rows); same values as forward."""
         obs_t = obs.reshape(-1, obs.shape[-1]).T  # (*S, O) -> (O, S')
         act_t = act.reshape(-1, act.shape[-1]).T.contiguous()  # (*B, A) -> (A, B')
         first, q = self.hidden[0], []
-        for i in range(first.weight.shape[0]):
+        for i in range(n):
             if obs.shape[:-1] == act.shape[:-1]:  # one row per action: [s; a] (O + A, B')
                 x = onednn.linear_t(torch.cat([obs_t, act_t]), first.weight[i], first.bias[i, 0])
             else:  # W_s s once per state, broadcast over the actions of that state
@@ -138,18 +138,19 @@ class CriticEnsemble(nn.Module):
         return torch.cat(q).reshape(-1, *batch_shape)  # n × (1, B') -> (n, *B)
 
 
-def frozen(module: nn.Module, *args: Tensor) -> Tensor:
-    """module(*args) with its parameters detached: gradients reach the inputs, never the module."""
-    params = {name: p.detach() for name, p in module.named_parameters()}
+def frozen(module: nn.Module, *args: Tensor, member: int | None = None) -> Tensor:
+    """module(*args) with its parameters detached: gradients reach the inputs, never the module.
+
+    With `member=i`, an ensemble's stacked (n, ...) parameters are sliced to member i's (1, ...).
+    """
+    pick = slice(None) if member is None else slice(member, member + 1)
+    params = {name: p.detach()[pick] if p.dim() == 3 else p.detach() for name, p in module.named_parameters()}
     return torch.func.functional_call(module, params, args)
 
 
 def frozen_member(ensemble: CriticEnsemble, i: int, obs: Tensor, act: Tensor) -> Tensor:
     """Member i's Q (*B) with its parameters detached: one member's work, not the whole ensemble's."""
-    params = {
-        name: p.detach()[i : i + 1] if p.dim() == 3 else p.detach() for name, p in ensemble.named_parameters()
-    }  # (n, ...) -> (1, ...)
-    return torch.func.functional_call(ensemble, params, (obs, act))[0]  # (1, *B) -> (*B)
+    return frozen(ensemble, obs, act, member=i)[0]  # (1, *B) -> (*B)
 
 
 def _rows(x: Tensor, n: int) -> Tensor:
