@@ -20,10 +20,10 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider --durations=30
+	$(PY) -m pytest -n auto --dist worksteal -m "not slow" -q -p no:cacheprovider --durations=30
 
 test-all: setup
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -n auto --dist worksteal -q -p no:cacheprovider
 
 D3RLPY := bench/.venv-d3rlpy/.installed
 

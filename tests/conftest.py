@@ -11,6 +11,7 @@ import gymnasium as gym
 import minari
 import numpy as np
 import pytest
+import torch
 from minari.data_collector import EpisodeBuffer
 
 from rlrun import onednn, presets
@@ -19,6 +20,22 @@ from rlrun.schema import register_configs
 
 register_resolvers()
 register_configs()
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (make test runs one worker per core), each worker and the rlrun commands it
+    starts use one thread: two workers of two threads each on two cores run several times slower."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """A test that sets torch's thread count leaves the next test the count it found."""
+    threads = torch.get_num_threads()
+    yield threads
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ are marked slow and run in make test-all)."""
 from __future__ import annotations
 
 import pytest
-import torch
 from conftest import make_cfg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -13,7 +12,6 @@ from rlrun.build import run
 
 def test_sac_learns_pendulum(tmp_path):
     """Random play scores about -1200 to -1500 on Pendulum-v1; 4k steps of SAC reach about -150."""
-    torch.set_num_threads(2)
     cfg = make_cfg(
         "algo=sac",
         "env=pendulum",
@@ -32,7 +30,6 @@ def test_sac_learns_pendulum(tmp_path):
 def test_option_critic_learns_cartpole(tmp_path):
     """Random play lasts about 22 steps on CartPole-v1; 20k steps of option-critic balance far longer
     (the full preset reaches 500 within 200k steps; bench/RESULTS.md)."""
-    torch.set_num_threads(2)
     cfg = make_cfg(
         "algo=option_critic",
         "env=cartpole",
@@ -56,7 +53,6 @@ def test_option_critic_learns_cartpole(tmp_path):
 def test_soft_option_critic_learns_pendulum(tmp_path):
     """Box-action options: 4k steps of the soft option-critic on Pendulum-v1 reach about -150 (random
     play about -1200 to -1500), as SAC does; 20k steps reach -110 (bench/RESULTS.md)."""
-    torch.set_num_threads(2)
     cfg = make_cfg(
         "algo=soft_option_critic",
         "env=pendulum",
