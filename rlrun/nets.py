@@ -143,8 +143,10 @@ def frozen(module: nn.Module, *args: Tensor, member: int | None = None) -> Tenso
 
     With `member=i`, an ensemble's stacked (n, ...) parameters are sliced to member i's (1, ...).
     """
-    pick = slice(None) if member is None else slice(member, member + 1)
-    params = {name: p.detach()[pick] if p.dim() == 3 else p.detach() for name, p in module.named_parameters()}
+    params = {
+        name: p.detach()[member : member + 1] if member is not None and p.dim() == 3 else p.detach()
+        for name, p in module.named_parameters()
+    }
     return torch.func.functional_call(module, params, args)
 
 
