@@ -174,7 +174,7 @@ def make_source(cfg: DictConfig, device: torch.device) -> Any:
             f"trainer.finetune_steps needs the dataset's env, and creating it failed ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else e}); install what it needs or set trainer.finetune_steps=0."
         ) from None
-    return offline.FinetuneSource(data, collector, t.total_steps, t.offline_ratio)
+    return offline.FinetuneSource(data, collector, t.total_steps, t.offline_ratio, t.finetune_warmup)
 
 
 def make_algo(cfg: DictConfig, spaces: Spaces, device: torch.device) -> Any:

@@ -130,6 +130,8 @@ class TrainerConfig:
     """Offline runs: env steps of online fine-tuning in the dataset's env after the total_steps updates (0: none)."""
     offline_ratio: float = ranged(0.5, ge=0, le=1)
     """Fine-tuning: share of each batch drawn from the dataset, the rest from the new transitions."""
+    finetune_warmup: int = ranged(0, ge=0)
+    """Fine-tuning: batches come wholly from the dataset until this many new transitions are stored."""
     updates_per_step: int = ranged(1, ge=1)
     """Online training and fine-tuning: gradient updates per env step."""
     parallel_seeds: int = ranged(1, ge=1)

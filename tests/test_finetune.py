@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -52,6 +53,7 @@ class Stub:
 
     def __init__(self, value: float) -> None:
         self.value = value
+        self.replay = SimpleNamespace(size=0)  # transitions stored (the online side's replay)
 
     def sample(self, n: int) -> Batch:
         x = torch.full((n, 3), self.value)
@@ -65,13 +67,25 @@ class Stub:
 def test_online_batches_mix_dataset_and_new_transitions_in_the_asked_ratio(ratio):
     data = Stub(0.0)
     data.spaces, data.size, data.obs_mean, data.obs_std = None, 10, 0.0, 1.0
-    source = FinetuneSource(data, Stub(1.0), switch_step=10, offline_ratio=ratio)
+    source = FinetuneSource(data, Stub(1.0), switch_step=10, offline_ratio=ratio, warmup=0)
     source.step(None, 10)
     assert (source.sample(256).obs[:, 0] == 0).all()  # offline phase: the dataset only
     source.env.step = lambda algo, step: {}
     source.step(None, 11)
     shares = [(source.sample(256).obs[:, 0] == 0).float().mean().item() for _ in range(50)]
     assert np.mean(shares) == pytest.approx(round(ratio * 256) / 256)
+
+
+def test_batches_come_wholly_from_the_dataset_until_the_warmup_transitions_are_stored():
+    data, online = Stub(0.0), Stub(1.0)
+    data.spaces, data.size, data.obs_mean, data.obs_std = None, 10, 0.0, 1.0
+    online.step = lambda algo, step: {}
+    source = FinetuneSource(data, online, switch_step=10, offline_ratio=0.25, warmup=5)
+    source.step(None, 11)
+    online.replay.size = 4
+    assert (source.sample(256).obs[:, 0] == 0).all()
+    online.replay.size = 5
+    assert (source.sample(256).obs[:, 0] == 1).sum() == 256 - 64
 
 
 @pytest.mark.parametrize("stop", [150, 300], ids=["stopped_offline", "stopped_online"])

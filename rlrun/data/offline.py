@@ -312,13 +312,16 @@ class DatasetSource:
 class FinetuneSource:
     """Offline updates up to `switch_step`, then online fine-tuning in the dataset's eval env.
 
-    Online, the policy collects one transition per step into `online`'s replay; each batch draws
-    round(offline_ratio × B) transitions from the dataset and the rest from the replay, both as the
-    dataset's are learned from (`DatasetSource.as_learned`).
+    Online, the policy collects one transition per step into `online`'s replay; once the replay holds
+    `warmup` transitions, each batch draws round(offline_ratio × B) transitions from the dataset and the
+    rest from the replay, both as the dataset's are learned from (`DatasetSource.as_learned`). Before
+    that, batches come wholly from the dataset, so the first few new transitions are not each drawn
+    many times per batch.
     """
 
-    def __init__(self, offline: DatasetSource, online: Any, switch_step: int, offline_ratio: float) -> None:
+    def __init__(self, offline: DatasetSource, online: Any, switch_step: int, offline_ratio: float, warmup: int) -> None:
         self.data, self.env, self.switch_step, self.offline_ratio = offline, online, switch_step, offline_ratio
+        self.warmup = warmup
         self.spaces, self.size = offline.spaces, offline.size
         self.obs_mean, self.obs_std = offline.obs_mean, offline.obs_std
         self.online = False  # True from the first online step: perf/env_steps_per_s, episode returns
@@ -334,7 +337,7 @@ class FinetuneSource:
         return True
 
     def sample(self, batch_size: int) -> Batch:
-        if not self.online:
+        if not self.online or self.env.replay.size < self.warmup:
             return self.data.sample(batch_size)
         n_offline = round(self.offline_ratio * batch_size)
         parts = [self.data.sample(n_offline), self.data.as_learned(self.env.sample(batch_size - n_offline))]
