@@ -293,6 +293,9 @@ def test_a_fine_tuning_run_takes_the_fine_tuning_preset_and_an_offline_run_the_o
     assert not offline.algo.max_target_backup and finetune.algo.max_target_backup
     # IQL has no fine-tuning preset: CORL's door fine-tuning config is its offline one
     assert make_cfg("algo=iql", "dataset=door", "trainer.finetune_steps=1000").preset == "iql_adroit_door"
+    pendulum = make_cfg("algo=iql", "dataset=pendulum_medium", "trainer.finetune_steps=1000")
+    assert pendulum.preset == "iql_pendulum_finetune" and pendulum.algo.expectile == 0.9
+    assert make_cfg("algo=iql", "dataset=pendulum_medium").algo.expectile == 0.7
 
 
 def test_minari_dataset_without_an_id_is_a_user_error():
