@@ -60,14 +60,14 @@ class AWAC:
         with torch.no_grad():
             next_q = self.critic_target(batch.next_obs, self.actor.sample(batch.next_obs)).min(0).values  # (B,)
             target = td_target(batch.rew, batch.terminal, next_q, self.gamma)
-        # Q at the data action and at one policy action per state, in one pass: (B, 2, A) -> (n, B, 2)
-        actions = torch.stack([batch.act, self.actor.sample(batch.obs)], 1)
-        q_both = self.critic(batch.obs.unsqueeze(1), actions)
-        critic_loss = critic_mse(q_both[..., 0], target)
-        q_min = q_both.detach().min(0).values  # (n, B, 2) -> (B, 2)
-        weights = advantage_weights(q_min[:, 0] - q_min[:, 1], 1.0 / self.awac_lambda, self.max_weight)
+            # the baseline Q at one policy action per state needs no graph: the backward runs over B rows, not 2B
+            q_policy = self.critic(batch.obs, self.actor.sample(batch.obs)).min(0).values  # (n, B) -> (B,)
+        q = self.critic(batch.obs, batch.act)  # (n, B)
+        critic_loss = critic_mse(q, target)
+        q_data = q.detach().min(0).values  # (n, B) -> (B,)
+        weights = advantage_weights(q_data - q_policy, 1.0 / self.awac_lambda, self.max_weight)
         actor_loss = weighted_log_likelihood_loss(self.actor.log_prob(batch.obs, batch.act), weights)
-        return critic_loss, actor_loss, {"train/q_mean": q_min[:, 0].mean(), "train/weight_mean": weights.mean()}
+        return critic_loss, actor_loss, {"train/q_mean": q_data.mean(), "train/weight_mean": weights.mean()}
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         critic_loss, actor_loss, metrics = self.losses(batch)
