@@ -48,9 +48,11 @@ def source_name(env_choice: str | None, dataset_choice: str | None, dataset_id: 
     return "none"
 
 
-def updates(total_steps: int, finetune_steps: int, updates_per_step: int) -> int:
-    """Gradient updates of a whole run: the offline ones, then updates_per_step per fine-tuning env step."""
-    return int(total_steps) + int(finetune_steps) * int(updates_per_step)
+def schedule_updates(total_steps: int, updates_per_step: int, dataset_id: str | None) -> int:
+    """Updates that a learning-rate schedule spans: a run with a dataset, the offline ones (fine-tuning
+    runs on past them, as CORL's fine-tuning scripts do); an online run, all of its updates."""
+    online_only = dataset_id in (None, "null", "None")
+    return int(total_steps) * int(updates_per_step) if online_only else int(total_steps)
 
 
 def register_resolvers() -> None:
@@ -59,7 +61,7 @@ def register_resolvers() -> None:
         ("rlrun_run_dir", run_dir),
         ("rlrun_source_name", source_name),
         ("rlrun_output_subdir", output_subdir),
-        ("rlrun_updates", updates),
+        ("rlrun_schedule_updates", schedule_updates),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn, use_cache=True)

@@ -300,7 +300,7 @@ class IQLConfig(ActorCriticSettings):
     actor_dropout: float = ranged(0.0, ge=0, lt=1)
     """Dropout rate in the actor's hidden layers while learning."""
     lr_schedule_steps: int = ranged(MISSING, ge=1)
-    """Updates of the actor's cosine schedule (conf/algo/iql.yaml: all of the run's, fine-tuning's included, as CORL)."""
+    """Updates of the actor's cosine schedule (conf/algo/iql.yaml: the offline ones; fine-tuning continues it, as CORL)."""
 
 
 @dataclass

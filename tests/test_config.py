@@ -70,6 +70,19 @@ def test_door_uses_published_corl_settings():
     assert cfg.dataset.normalize_obs
 
 
+@pytest.mark.parametrize(
+    "overrides,steps",
+    [
+        (["dataset=pendulum_medium", "trainer.total_steps=300"], 300),
+        (["dataset=pendulum_medium", "trainer.total_steps=300", "trainer.finetune_steps=1000"], 300),
+        (["env=pendulum", "trainer.total_steps=300", "trainer.updates_per_step=2"], 600),
+    ],
+)
+def test_iql_schedule_spans_the_offline_updates_or_every_online_one(overrides, steps):
+    """CORL's fine-tuning IQL anneals the actor's rate over the offline updates only (max_steps = offline_iterations)."""
+    assert make_cfg("algo=iql", *overrides).algo.lr_schedule_steps == steps
+
+
 def test_run_time_sizes_stay_missing_in_config():
     cfg = make_cfg("algo=sac", "env=pendulum")
     assert cfg.algo._get_node("obs_dim")._is_missing() and cfg.algo._get_node("act_dim")._is_missing()
