@@ -38,12 +38,17 @@ def output_subdir(resume: str | None) -> str:
     return ".hydra" if not resume else f".hydra/resume-{os.getpid()}"
 
 
+def _given(value: str | None) -> bool:
+    """Whether a resolver's argument holds a value: Hydra passes an unset choice or key as None or "null"."""
+    return value not in (None, "null", "None")
+
+
 def source_name(env_choice: str | None, dataset_choice: str | None, dataset_id: str | None = None) -> str:
     """Name of what a run learns from: its env (online) or its dataset (offline; `dataset=minari` by its id)."""
-    if dataset_choice == "minari" and dataset_id not in (None, "null", "None"):
+    if dataset_choice == "minari" and _given(dataset_id):
         return str(dataset_id).replace("/", "_")
     for choice in (env_choice, dataset_choice):
-        if choice not in (None, "null", "None"):
+        if _given(choice):
             return str(choice)
     return "none"
 
@@ -51,8 +56,7 @@ def source_name(env_choice: str | None, dataset_choice: str | None, dataset_id: 
 def schedule_updates(total_steps: int, updates_per_step: int, dataset_id: str | None) -> int:
     """Updates that a learning-rate schedule spans: a run with a dataset, the offline ones (fine-tuning
     runs on past them, as CORL's fine-tuning scripts do); an online run, all of its updates."""
-    online_only = dataset_id in (None, "null", "None")
-    return int(total_steps) * int(updates_per_step) if online_only else int(total_steps)
+    return int(total_steps) if _given(dataset_id) else int(total_steps) * int(updates_per_step)
 
 
 def register_resolvers() -> None:
