@@ -55,7 +55,8 @@ def source_name(env_choice: str | None, dataset_choice: str | None, dataset_id: 
 
 def schedule_updates(total_steps: int, updates_per_step: int, dataset_id: str | None) -> int:
     """Updates that a learning-rate schedule spans: a run with a dataset, the offline ones (fine-tuning
-    runs on past them, as CORL's fine-tuning scripts do); an online run, all of its updates."""
+    runs on past them, as CORL's fine-tuning scripts do); an online run, its env steps × updates per
+    step (an upper bound: no update comes before the first batch can be drawn)."""
     return int(total_steps) if _given(dataset_id) else int(total_steps) * int(updates_per_step)
 
 
