@@ -281,7 +281,7 @@ def test_option_critic_with_box_actions_in_meta_world(tmp_path, algo):
     assert scalars(run_dir)["eval/success_rate"][-1].value in (0.0, 1.0)  # one episode, Meta-World's info
     assert not (run_dir / "termination_probs.png").exists()  # not a grid world
     if algo == "soft_option_critic":  # bench/value_check.py reads the same run back: greedy, and sampled on placement 0
-        for mode in ([], ["--sample", "--each-placement"]):
+        for mode in (["--timeline", str(tmp_path / "timeline.png")], ["--sample", "--each-placement"]):
             check = subprocess.run(
                 [sys.executable, str(REPO / "bench" / "value_check.py"), str(run_dir), "--episodes", "1", *mode],
                 capture_output=True,
@@ -292,6 +292,9 @@ def test_option_critic_with_box_actions_in_meta_world(tmp_path, algo):
             found = re.search(r"predicted value (\S+) vs realized discounted return (\S+) .*success (\d)", check.stdout)
             assert found and all(math.isfinite(float(x)) for x in found.groups()), check.stdout
             assert re.search(r"^1 episodes: mean return \S+, median .* success rate [01]\.00$", check.stdout, re.M), check.stdout
+            assert re.search(r"^option_duration_mean \d", check.stdout, re.M), check.stdout
+            assert re.search(r"^option 1: (never ran|\S+% of steps, mean hand-object distance)", check.stdout, re.M), check.stdout
+        assert (tmp_path / "timeline.png").stat().st_size > 0
 
 
 def test_eval_video_is_a_gif_in_tensorboard_and_the_run_dir(tmp_path):
@@ -366,3 +369,21 @@ def test_value_check_plays_each_of_the_runs_meta_world_placements():
         np.testing.assert_array_equal(first, second)
         starts.append(tuple(first.round(4)))
     assert len(tasks) == 50 and len(set(starts)) == 50
+
+
+def test_value_check_describes_each_options_share_and_where_it_acts():
+    import numpy as np
+
+    nan = np.nan
+    played = [  # option 0 reaches (far, nothing lifted), option 1 carries (near, lifted 3 cm on one of its two steps)
+        dict(option=np.array([0.0, 0.0, 1.0, 1.0]), hand_to_obj=np.array([0.3, 0.1, 0.02, 0.02]), lift=np.array([0, 0, 0, 0.03])),
+        dict(option=np.array([0.0, 0.0]), hand_to_obj=np.array([0.2, nan]), lift=np.array([0.0, 0.0])),
+    ]
+    stats, first, second, third = load_value_check().describe_options(played, 3)
+    # stretches: 2 + 1 over 6 steps -> duration 2, switches (1 + 0) / 2 = 0.5, usage 4/6 and 2/6
+    assert stats == "option_duration_mean 2.000, option_switches_per_episode 0.500, " + (
+        "option_usage/0 0.667, option_usage/1 0.333, option_usage/2 0.000"
+    )
+    assert first == "option 0: 66.7% of steps, mean hand-object distance 0.200 m, object lifted on 0.0% of them"
+    assert second == "option 1: 33.3% of steps, mean hand-object distance 0.020 m, object lifted on 50.0% of them"
+    assert third == "option 2: never ran"
