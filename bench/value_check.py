@@ -67,7 +67,7 @@ def episode(algo, env, seed: int, device: torch.device, deterministic: bool = Tr
 
 def describe_options(played: list[dict[str, np.ndarray]], n_options: int) -> list[str]:
     """The option statistics of the played episodes, then one line per option: what share of the steps
-    it ran, the mean hand-object distance on them and the share of them with the object lifted."""
+    it ran and, in Meta-World, the mean hand-object distance on them and the share with the object lifted."""
     options = [ep["option"].astype(int).tolist() for ep in played]
     stats = option_stats(options, n_options)
     lines = [", ".join(f"{name.removeprefix('eval/')} {value:.3f}" for name, value in stats.items())]
@@ -79,10 +79,10 @@ def describe_options(played: list[dict[str, np.ndarray]], n_options: int) -> lis
         if not on.any():
             lines.append(f"option {k}: never ran")
             continue
-        lines.append(
-            f"option {k}: {on.mean():.1%} of steps, mean hand-object distance {np.nanmean(hand[on]):.3f} m, "
-            f"object lifted on {lifted[on].mean():.1%} of them"
-        )
+        where = ""
+        if not np.isnan(hand).all():  # Meta-World only
+            where = f", mean hand-object distance {np.nanmean(hand[on]):.3f} m, object lifted on {lifted[on].mean():.1%} of them"
+        lines.append(f"option {k}: {on.mean():.1%} of steps{where}")
     return lines
 
 

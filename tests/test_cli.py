@@ -387,3 +387,6 @@ def test_value_check_describes_each_options_share_and_where_it_acts():
     assert first == "option 0: 66.7% of steps, mean hand-object distance 0.200 m, object lifted on 0.0% of them"
     assert second == "option 1: 33.3% of steps, mean hand-object distance 0.020 m, object lifted on 50.0% of them"
     assert third == "option 2: never ran"
+    for ep in played:  # outside Meta-World: the share of steps alone
+        ep["hand_to_obj"][:], ep["lift"][:] = nan, nan
+    assert load_value_check().describe_options(played, 3)[1] == "option 0: 66.7% of steps"
