@@ -65,11 +65,15 @@ def episode(algo, env, seed: int, device: torch.device, deterministic: bool = Tr
     return dict(zip(names, np.array(rows, dtype=float).T))
 
 
+def running_options(played: list[dict[str, np.ndarray]]) -> list[list[int]]:
+    """The running option at each step of each played episode, as the trainer's option statistics take it."""
+    return [ep["option"].astype(int).tolist() for ep in played]
+
+
 def describe_options(played: list[dict[str, np.ndarray]], n_options: int) -> list[str]:
     """The option statistics of the played episodes, then one line per option: what share of the steps
     it ran and, in Meta-World, the mean hand-object distance on them and the share with the object lifted."""
-    options = [ep["option"].astype(int).tolist() for ep in played]
-    stats = option_stats(options, n_options)
+    stats = option_stats(running_options(played), n_options)
     lines = [", ".join(f"{name.removeprefix('eval/')} {value:.3f}" for name, value in stats.items())]
     option = np.concatenate([ep["option"] for ep in played])  # (total steps,)
     hand = np.concatenate([ep["hand_to_obj"] for ep in played])
@@ -176,7 +180,7 @@ def report_options(played: list[dict[str, np.ndarray]], n_options: int, timeline
     if timeline is not None:
         from rlrun.viz import option_timeline
 
-        option_timeline([ep["option"].astype(int).tolist() for ep in played], n_options).savefig(timeline, dpi=120)
+        option_timeline(running_options(played), n_options).savefig(timeline, dpi=120)
         print(f"option timeline: {timeline}")
 
 
