@@ -100,6 +100,22 @@ def epsilon_greedy_value(q: Tensor, epsilon: float | Tensor) -> Tensor:
     return (1.0 - epsilon) * q.max(-1).values + epsilon * q.mean(-1)
 
 
+def interest_policy(epsilon_greedy: Tensor, interest: Tensor) -> Tensor:
+    """π_I,Ω(ω|s) = I_ω(s) π_Ω(ω|s) / Σ_ω' I_ω'(s) π_Ω(ω'|s): the policy over options restricted by the
+    options' interest functions (Khetarpal et al. 2020); both (B, K) -> (B, K)."""
+    weighted = interest * epsilon_greedy
+    return weighted / weighted.sum(-1, keepdim=True)
+
+
+def interest_loss(policy: Tensor, q: Tensor, beta: Tensor, terminal: Tensor) -> Tensor:
+    """−E[β_ω(s') Σ_ω' π_I,Ω(ω'|s') Q_Ω(s', ω') (1 − d)] over non-terminal s': descending it follows the
+    interest-function gradient of Khetarpal et al. 2020 (where the running option ω ends, with probability
+    β_ω(s'), the choice of the next option moves towards options of higher value). policy (B, K) carries
+    the interest's gradient; q (B, K) and beta (B,) are constants here."""
+    chosen = (policy * q.detach()).sum(-1)  # (B, K) -> (B,)
+    return -(beta.detach() * chosen * (1.0 - terminal)).mean()
+
+
 def option_target(
     reward: Tensor, terminal: Tensor, beta_next: Tensor, q_next: Tensor, v_next: Tensor, option: Tensor, gamma: float
 ) -> Tensor:

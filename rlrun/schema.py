@@ -320,6 +320,10 @@ class OptionSettings:
     """Termination regularizer xi added to the advantage (larger: longer options)."""
     deliberation_cost: float = ranged(0.0, ge=0)
     """Cost eta of each switch (Harb et al. 2018): paid by the value on termination and added to the termination advantage."""
+    interest: bool = False
+    """Interest functions I(s) (Khetarpal et al. 2020): a new option is drawn in proportion to its interest times the epsilon-greedy policy."""
+    interest_lr: float = ranged(3e-4, gt=0)
+    """Learning rate of the interest functions (with interest=true)."""
     epsilon_start: float = ranged(1.0, ge=0, le=1)
     """Exploration of the epsilon-greedy policy over options at the start ..."""
     epsilon_end: float = ranged(0.05, ge=0, le=1)

@@ -32,6 +32,8 @@ VARIANTS = {
     "cql-lagrange-bc": ["algo.lagrange=true", "algo.bc_steps=2", "algo.max_target_backup=true"],
     "soft_option_critic-every": ["algo.critic_every_option=true"],
     "soft_option_critic-huber": ["algo.critic_every_option=true", "algo.critic_huber=1.0"],
+    "soft_option_critic-interest": ["algo.interest=true"],
+    "option_critic-interest": ["algo.interest=true"],
 }
 N_OPTIONS = 3
 # the contract tests' device: RLRUN_TEST_DEVICE=cuda runs them on a GPU (bench/gpu_check.sh)
@@ -496,6 +498,53 @@ def test_soft_option_critic_fits_every_options_critic_by_hand():
     q = algo.critic(torch.cat([batch.obs.expand(3, -1), torch.eye(3)], -1), batch.act.expand(3, -1))  # (2 critics, 3)
     torch.testing.assert_close(critic_loss, ((q - target) ** 2).mean(-1).sum())
     torch.testing.assert_close(metrics["train/q_mean"], q[:, 1].mean())  # the running option's, as without the flag
+
+
+def set_interest(algo, interest: list[float]) -> None:
+    """Make every option's interest I_ω(s) the given constant, whatever s."""
+    with torch.no_grad():
+        algo.interest[-1].weight.zero_()
+        algo.interest[-1].bias.copy_(torch.logit(torch.tensor(interest)))
+
+
+def test_soft_option_critic_with_interest_targets_the_interest_policys_value_by_hand():
+    """With interest functions V_Ω(s') is the value of π_I,Ω ∝ I π_Ω: ε = 0.525 over 3 options gives
+    π_Ω = (0.175, 0.175, 0.65) at Q̄_Ω(s') = (1, 2, 5); I = (0.75, 0.25, 0.5) reweights it to
+    (0.2625, 0.0875, 0.65), so V = 3.6875 and G = 1 + 0.99 (0.75 · 2 + 0.25 · 3.6875) at β_1 = 0.25."""
+    algo = build("soft_option_critic-interest", CONTINUOUS)
+    batch = random_batch(CONTINUOUS, 1)._replace(terminal=torch.zeros(1), option=torch.tensor([1]), rew=torch.ones(1))
+    with torch.no_grad():
+        algo.termination[-1].weight.zero_()
+        algo.termination[-1].bias.copy_(torch.tensor([0.0, math.log(1 / 3), 0.0]))  # β_1(s') = 0.25
+    set_interest(algo, [0.75, 0.25, 0.5])
+    algo.soft_option_values = lambda next_obs: torch.tensor([[1.0, 2.0, 5.0]])
+    algo.options.env_steps.fill_(algo.options.eps_steps // 2)  # ε = 0.525
+    critic_loss, _, term_and_interest, *_, metrics = algo.losses(batch)
+    target = 1.0 + 0.99 * (0.75 * 2.0 + 0.25 * 3.6875)
+    q = algo.critic(torch.cat([batch.obs, torch.tensor([[0.0, 1.0, 0.0]])], -1), batch.act)  # (2 critics, 1)
+    torch.testing.assert_close(critic_loss, ((q - target) ** 2).sum())
+    torch.testing.assert_close(metrics["train/interest_loss"], torch.tensor(-0.25 * 3.6875))
+    torch.testing.assert_close(metrics["train/interest/0"], torch.tensor(0.75))
+    term = 0.25 * (2.0 - 3.6875 + algo.xi)
+    torch.testing.assert_close(term_and_interest, torch.tensor(term - 0.25 * 3.6875))
+
+
+def test_interest_moves_the_choice_towards_better_options_and_gates_it():
+    """The interest gradient lowers the interest of options worse than V and raises the better ones';
+    an option with no interest in s is not chosen there, even when its value is the highest."""
+    algo = build("option_critic-interest", DISCRETE)
+    obs = torch.randn(64, DISCRETE.obs_dim)
+    values = torch.tensor([1.0, 3.0, 2.0]).expand(64, -1)
+    beta = torch.full((64,), 0.5)
+    set_interest(algo, [0.5, 0.5, 0.5])
+    algo.options.interest_loss(obs, values, beta, torch.zeros(64)).backward()
+    grad = algo.interest[-1].bias.grad  # d loss / d logit of each option's interest
+    assert grad[0] > 0 and grad[1] < 0  # worst option loses interest, best gains
+    set_interest(algo, [0.9, 1e-6, 0.9])  # the greedy option (1) is not interested anywhere
+    chosen = algo.options.choose(obs, values, None, deterministic=True)
+    assert (chosen != 1).all()  # the other options share ε's mass: one of them, at the final ε
+    sampled = algo.options.choose(obs, values, None, deterministic=False)
+    assert (sampled != 1).all() and sampled.unique().numel() == 2
 
 
 def test_soft_option_critic_huber_critics_count_large_errors_linearly_by_hand():

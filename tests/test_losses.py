@@ -12,6 +12,8 @@ from rlrun import losses
 from rlrun.losses import (
     advantage_weights,
     epsilon_greedy_value,
+    interest_loss,
+    interest_policy,
     every_option_target,
     expectile_loss,
     intra_option_pg_loss,
@@ -168,6 +170,21 @@ def test_epsilon_greedy_value_and_option_target_by_hand():
     # with an ε-greedy V(s') = 3.0 instead: U = 0.75·2 + 0.25·3 = 2.25; G = 1 + 0.5·2.25
     args["v_next"] = torch.tensor([3.0])
     assert torch.allclose(option_target(terminal=torch.tensor([0.0]), **args), torch.tensor([2.125]))
+
+
+def test_interest_policy_and_its_gradient_by_hand():
+    """π_Ω = (0.1, 0.9) (ε = 0.2 at Q = (1, 3)) and I = (0.8, 0.2): π_I,Ω = (0.08, 0.18) / 0.26, V = 2.3846;
+    the loss is −β V, and ∂V/∂I_0 = π_Ω,0 (Q_0 − V) / 0.26 < 0: option 0's interest falls."""
+    q = torch.tensor([[1.0, 3.0]])
+    interest = torch.tensor([[0.8, 0.2]], requires_grad=True)
+    policy = interest_policy(torch.tensor([[0.1, 0.9]]), interest)
+    torch.testing.assert_close(policy, torch.tensor([[0.08 / 0.26, 0.18 / 0.26]]))
+    v = (0.08 * 1.0 + 0.18 * 3.0) / 0.26
+    loss = interest_loss(policy, q, torch.tensor([0.5]), torch.tensor([0.0]))
+    torch.testing.assert_close(loss, torch.tensor(-0.5 * v))
+    loss.backward()
+    torch.testing.assert_close(interest.grad[0, 0], torch.tensor(-0.5 * 0.1 * (1.0 - v) / 0.26))
+    assert interest_loss(policy, q, torch.tensor([0.5]), torch.tensor([1.0])).item() == 0.0  # terminal s': none
 
 
 def test_every_option_target_by_hand():

@@ -10,7 +10,9 @@ the ε-greedy policy over options. c is the deliberation cost of Harb, Bacon, Kl
 ("When Waiting is Not an Option", AAAI 2018): each switch pays it, so options last unless switching
 gains more. Every `critic_every` steps the critic minimises
   E_replay[(Q_Ω(s, ω) − G)²]   (intra-option Q-learning on a small replay of (s, ω, a, r, s'))
-and the target Q̄ is copied from Q_Ω every `target_every` steps. As in the authors' deep version,
+and the target Q̄ is copied from Q_Ω every `target_every` steps. With `interest`, new options are drawn
+from π_I,Ω(ω|s) ∝ I_ω(s) π_Ω(ω|s) (Khetarpal et al., "Options of Interest", AAAI 2020), V_Ω is that
+policy's value, and the interest functions descend −β_ω(s') Σ_ω' π_I,Ω(ω'|s') Q_Ω(s', ω') (1 − d). As in the authors' deep version,
 the one-step advantage G − Q_Ω(s, ω) stands in for the paper's Q_U(s, ω, a) in the policy gradient.
 Discrete actions use softmax intra-option policies, Box actions tanh-Gaussian ones.
 """
@@ -24,7 +26,7 @@ from torch import Tensor
 
 from rlrun.algos.base import Batch, adam, memoryless, optimizer_step
 from rlrun.algos.options import act_with_options, build_options, hallway_metrics, pick, termination_figures
-from rlrun.losses import critic_mse, epsilon_greedy_value, intra_option_pg_loss, option_target, termination_loss
+from rlrun.losses import critic_mse, intra_option_pg_loss, option_target, termination_loss
 from rlrun.nets import MLPSpec, ObsNormalizer, mlp
 
 
@@ -50,6 +52,8 @@ class OptionCritic:
         termination_lr: float,
         termination_reg: float,
         deliberation_cost: float,
+        interest: bool,
+        interest_lr: float,
         entropy_coef: float,
         epsilon_start: float,
         epsilon_end: float,
@@ -75,6 +79,8 @@ class OptionCritic:
             n_options=n_options,
             actor_lr=actor_lr,
             termination_lr=termination_lr,
+            interest=interest,
+            interest_lr=interest_lr,
             epsilon_start=epsilon_start,
             epsilon_end=epsilon_end,
             epsilon_decay_steps=epsilon_decay_steps,
@@ -114,17 +120,18 @@ class OptionCritic:
         beta_next = pick(self.options.beta(latest.next_obs), option)
         with torch.no_grad():
             q_next = self.q(latest.next_obs)
-            advantage_next = pick(q_next, option) - epsilon_greedy_value(q_next, self.options.epsilon)
+            advantage_next = pick(q_next, option) - self.options.value(latest.next_obs, q_next)
             advantage = self.target(latest, beta_next.detach()) - pick(self.q(latest.obs), option)
         log_prob, entropy = self.policies.log_prob_entropy(latest.obs, option, latest.act)
         term = termination_loss(beta_next, advantage_next, self.xi + self.cost, latest.terminal)
+        interest = self.options.interest_loss(latest.next_obs, q_next, beta_next, latest.terminal)
         policy = intra_option_pg_loss(log_prob, advantage, entropy, self.eta)
-        return term + policy, {
+        return term + interest + policy, {
             "train/termination_loss": term.detach(),
             "train/policy_loss": policy.detach(),
             "train/entropy": entropy.detach().mean(),
             "train/advantage": advantage.mean(),
-        }
+        } | self.options.interest_stats(latest.next_obs, interest)
 
     def update(self, batch: Batch, latest: Batch) -> dict[str, Tensor]:
         """Actor step on `latest` every call; critic step on the replay `batch` every critic_every calls."""

@@ -7,6 +7,13 @@ moving averages of option usage and termination rate. The algorithms give it the
 Q_Ω(s, ·) and act with their own intra-option policies; `act_with_options` and `termination_figures`
 are the contract's `act` and `figures` for any algorithm that holds one as `options` beside
 `policies` (rlrun.nets.OptionPolicies) and `option_values`.
+
+With interest functions (Khetarpal, Klissarov, Chevalier-Boisvert, Bacon and Precup, "Options of
+Interest: Temporal Abstraction with Interest Functions", AAAI 2020) each option ω also has an
+interest I_ω(s) = sigmoid(interest(s)) in (0, 1), and a new option is drawn from
+π_I,Ω(ω|s) ∝ I_ω(s) π_Ω(ω|s), π_Ω the ε-greedy policy: an option is chosen where it is interested.
+V_Ω(s) (termination advantages, targets) is that policy's value, and the interest follows its
+gradient (rlrun.losses.interest_loss).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from torch import Tensor, nn
 
 from rlrun import checkpoint
 from rlrun.algos.base import adam
+from rlrun.losses import epsilon_greedy_value, interest_loss, interest_policy
 from rlrun.nets import MLPSpec, OptionPolicies, mlp
 from rlrun.viz import hallway_betas, termination_figure
 
@@ -29,11 +37,12 @@ def pick(values: Tensor, option: Tensor) -> Tensor:
 
 
 class PolicyOverOptions:
-    """ε-greedy policy over `n_options` options with terminations β_ω(s) = sigmoid(termination(s)).
+    """ε-greedy policy over `n_options` options with terminations β_ω(s) = sigmoid(termination(s)),
+    restricted by interest functions I_ω(s) = sigmoid(interest(s)) when `interest` is a module.
 
     Its state (env-step counter, usage and termination-rate averages, the latest batch's mean β) is
     what `state_dict` gives; the termination network is the holder's module (its checkpoints and
-    optimizer have it), shared here by reference.
+    optimizer have it), shared here by reference, as is the interest network.
     """
 
     def __init__(
@@ -41,13 +50,14 @@ class PolicyOverOptions:
         *,
         n_options: int,
         termination: nn.Module,
+        interest: nn.Module | None,
         epsilon_start: float,
         epsilon_end: float,
         epsilon_decay_steps: int,
         stats_rate: float,
         device: torch.device,
     ) -> None:
-        self.n_options, self.termination, self.stats_rate = n_options, termination, stats_rate
+        self.n_options, self.termination, self.interest, self.stats_rate = n_options, termination, interest, stats_rate
         self.eps_start, self.eps_end, self.eps_steps = epsilon_start, epsilon_end, epsilon_decay_steps
         self.env_steps = torch.zeros((), dtype=torch.long)  # a CPU counter: no device sync
         self.usage = torch.full((n_options,), 1.0 / n_options, device=device)  # EMA of option frequencies
@@ -76,29 +86,68 @@ class PolicyOverOptions:
         """Termination probabilities of every option, (B, O) -> (B, K)."""
         return torch.sigmoid(self.termination(obs))
 
+    def probs(self, obs: Tensor, values: Tensor, epsilon: float | Tensor) -> Tensor:
+        """π_I,Ω(·|s): the ε-greedy policy in `values` (B, K), weighted by the options' interest in s
+        and renormalized; without interest functions the ε-greedy policy itself. (B, K) -> (B, K)."""
+        greedy = F.one_hot(values.argmax(-1), self.n_options).to(values.dtype)  # (B,) -> (B, K)
+        policy = (1.0 - epsilon) * greedy + epsilon / self.n_options
+        return policy if self.interest is None else interest_policy(policy, torch.sigmoid(self.interest(obs)))
+
+    def value(self, obs: Tensor, values: Tensor) -> Tensor:
+        """V_Ω(s) = Σ_ω π(ω|s) Q_Ω(s, ω) of the policy over options now (no gradient to the interest): (B, K) -> (B,)."""
+        if self.interest is None:
+            return epsilon_greedy_value(values, self.epsilon)
+        with torch.no_grad():
+            return (self.probs(obs, values, self.epsilon) * values).sum(-1)
+
+    def interest_loss(self, obs: Tensor, values: Tensor, beta: Tensor, terminal: Tensor) -> Tensor:
+        """The interest functions' loss at s' = obs, where the running option ends with probability
+        `beta` (B,) (rlrun.losses.interest_loss); 0 without interest functions."""
+        if self.interest is None:
+            return values.new_zeros(())
+        return interest_loss(self.probs(obs, values.detach(), self.epsilon), values, beta, terminal)
+
     def choose(self, obs: Tensor, values: Tensor, state: Tensor | None, deterministic: bool) -> Tensor:
         """The option to run at obs: the running one (`state`, (B,)) unless it terminates (sampled; β > 0.5
-        when deterministic), else an ε-greedy one in `values` (B, K) (greedy when deterministic)."""
+        when deterministic), else a new one (`new_option`)."""
         b = obs.shape[0]
-        new = values.argmax(-1)  # (B, K) -> (B,)
         if state is None:
             ends = torch.ones(b, dtype=torch.bool, device=obs.device)
         else:
             beta = pick(self.beta(obs), state)
             ends = beta > 0.5 if deterministic else torch.rand_like(beta) < beta
-        if not deterministic:
-            explore = torch.rand(b, device=obs.device) < self.epsilon
-            new = torch.where(explore, torch.randint(0, self.n_options, (b,), device=obs.device), new)
+        new = self.new_option(obs, values, deterministic)
         option = new if state is None else torch.where(ends, new, state)
         if not deterministic:
             self._record(option, ends)
         return option
+
+    def new_option(self, obs: Tensor, values: Tensor, deterministic: bool) -> Tensor:
+        """ε-greedy in `values` (B, K) (greedy when deterministic); with interest functions drawn from
+        π_I,Ω (its most likely option at the final ε when deterministic). (B, K) -> (B,)."""
+        if self.interest is not None:
+            policy = self.probs(obs, values, self.eps_end if deterministic else self.epsilon)
+            return policy.argmax(-1) if deterministic else torch.multinomial(policy, 1).squeeze(1)
+        new = values.argmax(-1)  # (B, K) -> (B,)
+        if deterministic:
+            return new
+        explore = torch.rand(obs.shape[0], device=obs.device) < self.epsilon
+        return torch.where(explore, torch.randint(0, self.n_options, (obs.shape[0],), device=obs.device), new)
 
     def _record(self, option: Tensor, ends: Tensor) -> None:
         """Training-time statistics: option frequencies and termination rate (EMAs), env steps."""
         self.env_steps += 1
         self.usage.lerp_(F.one_hot(option, self.n_options).float().mean(0), self.stats_rate)
         self.switch_rate.lerp_(ends.float().mean(), self.stats_rate)
+
+    def interest_stats(self, obs: Tensor, loss: Tensor) -> dict[str, Tensor]:
+        """The interest loss and each option's mean interest I_ω(s) over a batch of states (none without
+        interest functions)."""
+        if self.interest is None:
+            return {}
+        with torch.no_grad():
+            mean = torch.sigmoid(self.interest(obs)).mean(0)  # (B, K) -> (K,)
+        return {"train/interest_loss": loss.detach()} | {f"train/interest/{k}": mean[k] for k in range(self.n_options)}
 
     def stats(self) -> dict[str, Tensor]:
         """Per option: usage frequency and mean β over the last critic batch; mean option duration; ε."""
@@ -120,25 +169,31 @@ def build_options(
     n_options: int,
     actor_lr: float,
     termination_lr: float,
+    interest: bool,
+    interest_lr: float,
     epsilon_start: float,
     epsilon_end: float,
     epsilon_decay_steps: int,
     stats_rate: float,
 ) -> None:
     """Set what every option-critic holds on `algo`: n_options, the termination network (logits of β_ω(s)),
-    the intra-option policies, one optimizer for both (its own rate each), and the policy over options."""
+    the intra-option policies, the interest network (logits of I_ω(s)) when `interest`, one optimizer
+    for all of them (its own rate each), and the policy over options."""
     algo.n_options = n_options
     algo.termination = mlp(obs_dim, n_options, network).to(device)
     algo.policies = OptionPolicies(obs_dim, act_dim, n_options, discrete, network).to(device)
-    algo.actor_opt = adam(
-        [
-            {"params": algo.policies.parameters(), "lr": actor_lr},
-            {"params": algo.termination.parameters(), "lr": termination_lr},
-        ]
-    )
+    groups = [
+        {"params": algo.policies.parameters(), "lr": actor_lr},
+        {"params": algo.termination.parameters(), "lr": termination_lr},
+    ]
+    if interest:
+        algo.interest = mlp(obs_dim, n_options, network).to(device)
+        groups.append({"params": algo.interest.parameters(), "lr": interest_lr})
+    algo.actor_opt = adam(groups)
     algo.options = PolicyOverOptions(
         n_options=n_options,
         termination=algo.termination,
+        interest=algo.interest if interest else None,
         epsilon_start=epsilon_start,
         epsilon_end=epsilon_end,
         epsilon_decay_steps=epsilon_decay_steps,

@@ -20,6 +20,10 @@ Q_Ω(s, ω) ≈ min_i Q_U,i(s, ω, tanh μ_ω(s)).
 With `critic_every_option` the critics fit every option's Q_U(s, ω', a) at the transition's action
 on its own G_ω' (intra-option value learning, Sutton, Precup and Singh 1999): Q_U conditions on the
 action, so one transition is evidence for every option, not only for the one that chose it.
+With `interest` the policy over options draws a new option from π_I,Ω(ω|s) ∝ I_ω(s) π_Ω(ω|s), I_ω the
+options' interest functions (Khetarpal et al., "Options of Interest", AAAI 2020); V_Ω above is then
+that policy's value, and the interest functions minimise
+  interest:     −E[β_ω(s') Σ_ω' π_I,Ω(ω'|s') Q̄_Ω(s', ω') (1 − d)]   (interest-function gradient).
 With `critic_huber` = δ > 0 a critic's TD error e beyond δ counts 2δ|e| − δ² instead of e² (twice the
 Huber loss): the same near the target, linear for the rare large errors of a lucky episode.
 """
@@ -39,7 +43,6 @@ from rlrun.algos.sac import soft_actor_critic_step
 from rlrun.losses import (
     critic_huber_loss,
     critic_mse,
-    epsilon_greedy_value,
     every_option_target,
     sac_actor_loss,
     termination_loss,
@@ -74,6 +77,8 @@ class SoftOptionCritic:
         num_critics: int,
         termination_reg: float,
         deliberation_cost: float,
+        interest: bool,
+        interest_lr: float,
         epsilon_start: float,
         epsilon_end: float,
         epsilon_decay_steps: int,
@@ -100,6 +105,8 @@ class SoftOptionCritic:
             n_options=n_options,
             actor_lr=actor_lr,
             termination_lr=termination_lr,
+            interest=interest,
+            interest_lr=interest_lr,
             epsilon_start=epsilon_start,
             epsilon_end=epsilon_end,
             epsilon_decay_steps=epsilon_decay_steps,
@@ -161,11 +168,13 @@ class SoftOptionCritic:
         β of every option at s' (B, K)."""
         q_next = self.soft_option_values(batch.next_obs)  # (B, K)
         beta_all = self.options.beta(batch.next_obs)  # (B, K)
-        v_next = epsilon_greedy_value(q_next, self.options.epsilon)  # (B, K) -> (B,)
+        v_next = self.options.value(batch.next_obs, q_next)  # (B, K) -> (B,)
         obs_option = self.with_option(batch.obs, batch.option)
         critic, q = self.critic_loss(batch, obs_option, beta_all, q_next, v_next - self.cost)  # a switch pays the cost
         advantage_next = pick(q_next, batch.option) - v_next
-        term = termination_loss(pick(beta_all, batch.option), advantage_next, self.xi + self.cost, batch.terminal)
+        beta_running = pick(beta_all, batch.option)
+        term = termination_loss(beta_running, advantage_next, self.xi + self.cost, batch.terminal)
+        interest = self.options.interest_loss(batch.next_obs, q_next, beta_running, batch.terminal)
         act, log_prob = self.policies.rsample(batch.obs, batch.option)  # (B, A), (B,): the running option's
         q_pi = frozen(self.critic, obs_option, act).min(0).values  # (n, B) -> (B,)
         policy = sac_actor_loss(self.alpha, log_prob, q_pi)
@@ -174,8 +183,8 @@ class SoftOptionCritic:
             "train/termination_loss": term.detach(),
             "train/policy_loss": policy.detach(),
             "train/advantage": advantage_next.mean(),
-        }
-        return critic, policy, term, log_prob, beta_all.detach(), metrics
+        } | self.options.interest_stats(batch.next_obs, interest)
+        return critic, policy, term + interest, log_prob, beta_all.detach(), metrics
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         self.updates += 1
