@@ -321,7 +321,7 @@ class OptionSettings:
     deliberation_cost: float = ranged(0.0, ge=0)
     """Cost eta of each switch (Harb et al. 2018): paid by the value on termination and added to the termination advantage."""
     interest: bool = False
-    """Interest functions I(s) (Khetarpal et al. 2020): a new option is drawn in proportion to its interest times the epsilon-greedy policy."""
+    """Interest functions I(s) (Khetarpal et al. 2020): new options drawn by interest times the epsilon-greedy policy."""
     interest_lr: float = ranged(3e-4, gt=0)
     """Learning rate of the interest functions (with interest=true)."""
     epsilon_start: float = ranged(1.0, ge=0, le=1)

@@ -12,10 +12,10 @@ from rlrun import losses
 from rlrun.losses import (
     advantage_weights,
     epsilon_greedy_value,
-    interest_loss,
-    interest_policy,
     every_option_target,
     expectile_loss,
+    interest_loss,
+    interest_policy,
     intra_option_pg_loss,
     option_target,
     rebrac_actor_loss,

@@ -12,8 +12,9 @@ gains more. Every `critic_every` steps the critic minimises
   E_replay[(Q_Ω(s, ω) − G)²]   (intra-option Q-learning on a small replay of (s, ω, a, r, s'))
 and the target Q̄ is copied from Q_Ω every `target_every` steps. With `interest`, new options are drawn
 from π_I,Ω(ω|s) ∝ I_ω(s) π_Ω(ω|s) (Khetarpal et al., "Options of Interest", AAAI 2020), V_Ω is that
-policy's value, and the interest functions descend −β_ω(s') Σ_ω' π_I,Ω(ω'|s') Q_Ω(s', ω') (1 − d). As in the authors' deep version,
-the one-step advantage G − Q_Ω(s, ω) stands in for the paper's Q_U(s, ω, a) in the policy gradient.
+policy's value, and the interest functions descend −β_ω(s') Σ_ω' π_I,Ω(ω'|s') Q_Ω(s', ω') (1 − d).
+As in the authors' deep version, the one-step advantage G − Q_Ω(s, ω) stands in for the paper's
+Q_U(s, ω, a) in the policy gradient.
 Discrete actions use softmax intra-option policies, Box actions tanh-Gaussian ones.
 """
 
