@@ -537,7 +537,7 @@ def test_interest_moves_the_choice_towards_better_options_and_gates_it():
     values = torch.tensor([1.0, 3.0, 2.0]).expand(64, -1)
     beta = torch.full((64,), 0.5)
     set_interest(algo, [0.5, 0.5, 0.5])
-    algo.options.interest_loss(obs, values, beta, torch.zeros(64)).backward()
+    algo.options.at_next(obs, values, beta, torch.zeros(64))[1].backward()
     grad = algo.interest[-1].bias.grad  # d loss / d logit of each option's interest
     assert grad[0] > 0 and grad[1] < 0  # worst option loses interest, best gains
     set_interest(algo, [0.9, 1e-6, 0.9])  # the greedy option (1) is not interested anywhere

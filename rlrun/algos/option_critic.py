@@ -121,18 +121,18 @@ class OptionCritic:
         beta_next = pick(self.options.beta(latest.next_obs), option)
         with torch.no_grad():
             q_next = self.q(latest.next_obs)
-            advantage_next = pick(q_next, option) - self.options.value(latest.next_obs, q_next)
             advantage = self.target(latest, beta_next.detach()) - pick(self.q(latest.obs), option)
+        v_next, interest, interest_metrics = self.options.at_next(latest.next_obs, q_next, beta_next, latest.terminal)
+        advantage_next = pick(q_next, option) - v_next
         log_prob, entropy = self.policies.log_prob_entropy(latest.obs, option, latest.act)
         term = termination_loss(beta_next, advantage_next, self.xi + self.cost, latest.terminal)
-        interest = self.options.interest_loss(latest.next_obs, q_next, beta_next, latest.terminal)
         policy = intra_option_pg_loss(log_prob, advantage, entropy, self.eta)
         return term + interest + policy, {
             "train/termination_loss": term.detach(),
             "train/policy_loss": policy.detach(),
             "train/entropy": entropy.detach().mean(),
             "train/advantage": advantage.mean(),
-        } | self.options.interest_stats(latest.next_obs, interest)
+        } | interest_metrics
 
     def update(self, batch: Batch, latest: Batch) -> dict[str, Tensor]:
         """Actor step on `latest` every call; critic step on the replay `batch` every critic_every calls."""

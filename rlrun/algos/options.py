@@ -86,26 +86,25 @@ class PolicyOverOptions:
         """Termination probabilities of every option, (B, O) -> (B, K)."""
         return torch.sigmoid(self.termination(obs))
 
-    def probs(self, obs: Tensor, values: Tensor, epsilon: float | Tensor) -> Tensor:
-        """π_I,Ω(·|s): the ε-greedy policy in `values` (B, K), weighted by the options' interest in s
-        and renormalized; without interest functions the ε-greedy policy itself. (B, K) -> (B, K)."""
+    def _epsilon_greedy(self, values: Tensor, epsilon: float | Tensor) -> Tensor:
+        """π_Ω(·|s), ε-greedy in `values`: (B, K) -> (B, K)."""
         greedy = F.one_hot(values.argmax(-1), self.n_options).to(values.dtype)  # (B,) -> (B, K)
-        policy = (1.0 - epsilon) * greedy + epsilon / self.n_options
-        return policy if self.interest is None else interest_policy(policy, torch.sigmoid(self.interest(obs)))
+        return (1.0 - epsilon) * greedy + epsilon / self.n_options
 
-    def value(self, obs: Tensor, values: Tensor) -> Tensor:
-        """V_Ω(s) = Σ_ω π(ω|s) Q_Ω(s, ω) of the policy over options now (no gradient to the interest): (B, K) -> (B,)."""
+    def at_next(self, obs: Tensor, values: Tensor, beta: Tensor, terminal: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """At s' = obs, where the running option ends with probability `beta` (B,): V_Ω(s') = Σ_ω π(ω|s')
+        Q_Ω(s', ω) of the policy over options now (B,), without gradient; the interest functions' loss
+        there (rlrun.losses.interest_loss; 0 without them); and its metrics (the loss, each option's mean
+        interest). values: Q_Ω(s', ·) (B, K), constants here."""
         if self.interest is None:
-            return epsilon_greedy_value(values, self.epsilon)
-        with torch.no_grad():
-            return (self.probs(obs, values, self.epsilon) * values).sum(-1)
-
-    def interest_loss(self, obs: Tensor, values: Tensor, beta: Tensor, terminal: Tensor) -> Tensor:
-        """The interest functions' loss at s' = obs, where the running option ends with probability
-        `beta` (B,) (rlrun.losses.interest_loss); 0 without interest functions."""
-        if self.interest is None:
-            return values.new_zeros(())
-        return interest_loss(self.probs(obs, values.detach(), self.epsilon), values, beta, terminal)
+            return epsilon_greedy_value(values, self.epsilon), values.new_zeros(()), {}
+        values = values.detach()
+        interest = torch.sigmoid(self.interest(obs))  # (B, K)
+        policy = interest_policy(self._epsilon_greedy(values, self.epsilon), interest)
+        loss = interest_loss(policy, values, beta, terminal)
+        mean = interest.detach().mean(0)  # (B, K) -> (K,)
+        metrics = {"train/interest_loss": loss.detach()} | {f"train/interest/{k}": mean[k] for k in range(self.n_options)}
+        return (policy.detach() * values).sum(-1), loss, metrics
 
     def choose(self, obs: Tensor, values: Tensor, state: Tensor | None, deterministic: bool) -> Tensor:
         """The option to run at obs: the running one (`state`, (B,)) unless it terminates (sampled; β > 0.5
@@ -126,7 +125,8 @@ class PolicyOverOptions:
         """ε-greedy in `values` (B, K) (greedy when deterministic); with interest functions drawn from
         π_I,Ω (its most likely option at the final ε when deterministic). (B, K) -> (B,)."""
         if self.interest is not None:
-            policy = self.probs(obs, values, self.eps_end if deterministic else self.epsilon)
+            epsilon_greedy = self._epsilon_greedy(values, self.eps_end if deterministic else self.epsilon)
+            policy = interest_policy(epsilon_greedy, torch.sigmoid(self.interest(obs)))
             return policy.argmax(-1) if deterministic else torch.multinomial(policy, 1).squeeze(1)
         new = values.argmax(-1)  # (B, K) -> (B,)
         if deterministic:
@@ -139,15 +139,6 @@ class PolicyOverOptions:
         self.env_steps += 1
         self.usage.lerp_(F.one_hot(option, self.n_options).float().mean(0), self.stats_rate)
         self.switch_rate.lerp_(ends.float().mean(), self.stats_rate)
-
-    def interest_stats(self, obs: Tensor, loss: Tensor) -> dict[str, Tensor]:
-        """The interest loss and each option's mean interest I_ω(s) over a batch of states (none without
-        interest functions)."""
-        if self.interest is None:
-            return {}
-        with torch.no_grad():
-            mean = torch.sigmoid(self.interest(obs)).mean(0)  # (B, K) -> (K,)
-        return {"train/interest_loss": loss.detach()} | {f"train/interest/{k}": mean[k] for k in range(self.n_options)}
 
     def stats(self) -> dict[str, Tensor]:
         """Per option: usage frequency and mean β over the last critic batch; mean option duration; ε."""

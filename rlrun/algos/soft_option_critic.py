@@ -168,13 +168,12 @@ class SoftOptionCritic:
         β of every option at s' (B, K)."""
         q_next = self.soft_option_values(batch.next_obs)  # (B, K)
         beta_all = self.options.beta(batch.next_obs)  # (B, K)
-        v_next = self.options.value(batch.next_obs, q_next)  # (B, K) -> (B,)
+        beta_running = pick(beta_all, batch.option)
+        v_next, interest, interest_metrics = self.options.at_next(batch.next_obs, q_next, beta_running, batch.terminal)
         obs_option = self.with_option(batch.obs, batch.option)
         critic, q = self.critic_loss(batch, obs_option, beta_all, q_next, v_next - self.cost)  # a switch pays the cost
         advantage_next = pick(q_next, batch.option) - v_next
-        beta_running = pick(beta_all, batch.option)
         term = termination_loss(beta_running, advantage_next, self.xi + self.cost, batch.terminal)
-        interest = self.options.interest_loss(batch.next_obs, q_next, beta_running, batch.terminal)
         act, log_prob = self.policies.rsample(batch.obs, batch.option)  # (B, A), (B,): the running option's
         q_pi = frozen(self.critic, obs_option, act).min(0).values  # (n, B) -> (B,)
         policy = sac_actor_loss(self.alpha, log_prob, q_pi)
@@ -183,7 +182,7 @@ class SoftOptionCritic:
             "train/termination_loss": term.detach(),
             "train/policy_loss": policy.detach(),
             "train/advantage": advantage_next.mean(),
-        } | self.options.interest_stats(batch.next_obs, interest)
+        } | interest_metrics
         return critic, policy, term + interest, log_prob, beta_all.detach(), metrics
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
