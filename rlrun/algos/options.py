@@ -91,6 +91,11 @@ class PolicyOverOptions:
         greedy = F.one_hot(values.argmax(-1), self.n_options).to(values.dtype)  # (B,) -> (B, K)
         return (1.0 - epsilon) * greedy + epsilon / self.n_options
 
+    def _interest_policy(self, obs: Tensor, values: Tensor, epsilon: float | Tensor) -> tuple[Tensor, Tensor]:
+        """The options' interest I_ω(s) and π_I,Ω(·|s) at ε-greedy in `values`: both (B, K)."""
+        interest = torch.sigmoid(self.interest(obs))  # (B, O) -> (B, K)
+        return interest, interest_policy(self._epsilon_greedy(values, epsilon), interest)
+
     def at_next(self, obs: Tensor, values: Tensor, beta: Tensor, terminal: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """At s' = obs, where the running option ends with probability `beta` (B,): V_Ω(s') = Σ_ω π(ω|s')
         Q_Ω(s', ω) of the policy over options now (B,), without gradient; the interest functions' loss
@@ -99,8 +104,7 @@ class PolicyOverOptions:
         if self.interest is None:
             return epsilon_greedy_value(values, self.epsilon), values.new_zeros(()), {}
         values = values.detach()
-        interest = torch.sigmoid(self.interest(obs))  # (B, K)
-        policy = interest_policy(self._epsilon_greedy(values, self.epsilon), interest)
+        interest, policy = self._interest_policy(obs, values, self.epsilon)
         loss = interest_loss(policy, values, beta, terminal)
         mean = interest.detach().mean(0)  # (B, K) -> (K,)
         metrics = {"train/interest_loss": loss.detach()} | {f"train/interest/{k}": mean[k] for k in range(self.n_options)}
@@ -125,8 +129,7 @@ class PolicyOverOptions:
         """ε-greedy in `values` (B, K) (greedy when deterministic); with interest functions drawn from
         π_I,Ω (its most likely option at the final ε when deterministic). (B, K) -> (B,)."""
         if self.interest is not None:
-            epsilon_greedy = self._epsilon_greedy(values, self.eps_end if deterministic else self.epsilon)
-            policy = interest_policy(epsilon_greedy, torch.sigmoid(self.interest(obs)))
+            _, policy = self._interest_policy(obs, values, self.eps_end if deterministic else self.epsilon)
             return policy.argmax(-1) if deterministic else torch.multinomial(policy, 1).squeeze(1)
         new = values.argmax(-1)  # (B, K) -> (B,)
         if deterministic:
