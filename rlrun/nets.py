@@ -208,13 +208,20 @@ class GaussianActor(nn.Module):
 
     μ(s) is tanh-squashed when `tanh_mean` (IQL's policy) and raw otherwise (AWAC's); log σ is
     clamped to [-20, 2]. `dropout` drops hidden units while learning (IQL on Adroit), never when acting.
+    Sampled actions use σ no smaller than `min_sample_std` (online exploration); log-probabilities use σ.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, spec: MLPSpec, tanh_mean: bool, dropout: float) -> None:
+    def __init__(
+        self, obs_dim: int, act_dim: int, spec: MLPSpec, *, tanh_mean: bool, dropout: float, min_sample_std: float
+    ) -> None:
         super().__init__()
         self.net = mlp(obs_dim, act_dim, spec)
         self.log_std = nn.Parameter(torch.zeros(act_dim))
-        self.tanh_mean, self.dropout = tanh_mean, dropout
+        self.tanh_mean, self.dropout, self.min_sample_std = tanh_mean, dropout, min_sample_std
+
+    def std(self) -> Tensor:
+        """The learned σ, clamped: (A,)."""
+        return self.log_std.clamp(-20.0, 2.0).exp()
 
     def mean(self, obs: Tensor, dropout: bool = False) -> Tensor:
         x = obs
@@ -226,14 +233,14 @@ class GaussianActor(nn.Module):
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         """log π(act|obs) of given actions, summed over the action dim, with dropout: (B, O), (B, A) -> (B,)."""
-        std = self.log_std.clamp(-20.0, 2.0).exp()
-        return torch.distributions.Normal(self.mean(obs, dropout=True), std).log_prob(act).sum(-1)
+        return torch.distributions.Normal(self.mean(obs, dropout=True), self.std()).log_prob(act).sum(-1)
 
     def sample(self, obs: Tensor) -> Tensor:
         """A sampled action, clipped to [-1, 1], without gradient: (*B, O) -> (*B, A)."""
         with torch.no_grad():
             mean = self.mean(obs)
-            return (mean + self.log_std.clamp(-20.0, 2.0).exp() * noise.randn_like(mean)).clamp(-1.0, 1.0)
+            std = self.std().clamp(min=self.min_sample_std)
+            return (mean + std * noise.randn_like(mean)).clamp(-1.0, 1.0)
 
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
         return self.mean(obs).clamp(-1.0, 1.0) if deterministic else self.sample(obs)

@@ -299,6 +299,8 @@ class IQLConfig(ActorCriticSettings):
     """Advantage weights are clipped above at this."""
     actor_dropout: float = ranged(0.0, ge=0, lt=1)
     """Dropout rate in the actor's hidden layers while learning."""
+    min_sample_std: float = ranged(0.0, ge=0)
+    """Floor on the sigma of the actions sampled online (0: the learned sigma); greedy actions and the losses keep theirs."""
     lr_schedule_steps: int = ranged(MISSING, ge=1)
     """Updates of the actor's cosine schedule (conf/algo/iql.yaml: the offline ones; fine-tuning continues it, as CORL)."""
 

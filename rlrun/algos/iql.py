@@ -8,7 +8,8 @@ Never queries Q at actions outside the data. Per update on a batch (s, a, r, s',
 with all three losses at the same parameters and one backward; the target critics Q̄ follow by
 Polyak averaging, and the actor's learning rate follows CORL's cosine schedule over
 `lr_schedule_steps` updates (the scheduler is saved in checkpoints). The actor is a Gaussian with
-a tanh mean and a state-independent σ, as in CORL.
+a tanh mean and a state-independent σ, as in CORL; the actions it samples online can be given a
+floor on σ (`min_sample_std`, rlrun's exploration setting, not the paper's).
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ class IQL:
         beta: float,
         max_weight: float,
         actor_dropout: float,
+        min_sample_std: float,
         lr_schedule_steps: int,
         num_critics: int,
     ) -> None:
         self.gamma, self.tau, self.expectile, self.beta, self.max_weight = gamma, tau, expectile, beta, max_weight
         self.obs_norm = ObsNormalizer(obs_dim).to(device)
-        self.actor = GaussianActor(obs_dim, act_dim, network, tanh_mean=True, dropout=actor_dropout).to(device)
+        self.actor = GaussianActor(
+            obs_dim, act_dim, network, tanh_mean=True, dropout=actor_dropout, min_sample_std=min_sample_std
+        ).to(device)
         self.critic = CriticEnsemble(obs_dim, act_dim, network, num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = mlp(obs_dim, 1, network).to(device)
@@ -82,7 +86,12 @@ class IQL:
         critic_loss = critic_mse(q, td_target(batch.rew, batch.terminal, next_v, self.gamma))
         weights = advantage_weights(advantage, self.beta, self.max_weight)
         actor_loss = weighted_log_likelihood_loss(self.actor.log_prob(batch.obs, batch.act), weights)
-        metrics = {"train/q_mean": q.detach().mean(), "train/v_mean": v.detach().mean(), "train/weight_mean": weights.mean()}
+        metrics = {
+            "train/q_mean": q.detach().mean(),
+            "train/v_mean": v.detach().mean(),
+            "train/weight_mean": weights.mean(),
+            "train/actor_std": self.actor.std().detach().mean(),
+        }
         return value_loss, critic_loss, actor_loss, metrics
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
