@@ -208,16 +208,17 @@ class GaussianActor(nn.Module):
 
     μ(s) is tanh-squashed when `tanh_mean` (IQL's policy) and raw otherwise (AWAC's); log σ is
     clamped to [-20, 2]. `dropout` drops hidden units while learning (IQL on Adroit), never when acting.
-    Sampled actions use σ no smaller than `min_sample_std` (online exploration); log-probabilities use σ.
+    Exploring actions (`act`, not deterministic) use σ no smaller than `min_explore_std`; `sample` and
+    `log_prob`, which the losses use, keep the learned σ.
     """
 
     def __init__(
-        self, obs_dim: int, act_dim: int, spec: MLPSpec, *, tanh_mean: bool, dropout: float, min_sample_std: float
+        self, obs_dim: int, act_dim: int, spec: MLPSpec, *, tanh_mean: bool, dropout: float, min_explore_std: float
     ) -> None:
         super().__init__()
         self.net = mlp(obs_dim, act_dim, spec)
         self.log_std = nn.Parameter(torch.zeros(act_dim))
-        self.tanh_mean, self.dropout, self.min_sample_std = tanh_mean, dropout, min_sample_std
+        self.tanh_mean, self.dropout, self.min_explore_std = tanh_mean, dropout, min_explore_std
 
     def std(self) -> Tensor:
         """The learned σ, clamped: (A,)."""
@@ -236,14 +237,19 @@ class GaussianActor(nn.Module):
         return torch.distributions.Normal(self.mean(obs, dropout=True), self.std()).log_prob(act).sum(-1)
 
     def sample(self, obs: Tensor) -> Tensor:
-        """A sampled action, clipped to [-1, 1], without gradient: (*B, O) -> (*B, A)."""
-        with torch.no_grad():
-            mean = self.mean(obs)
-            std = self.std().clamp(min=self.min_sample_std)
-            return (mean + std * noise.randn_like(mean)).clamp(-1.0, 1.0)
+        """A sampled action (the learned σ), clipped to [-1, 1], without gradient: (*B, O) -> (*B, A)."""
+        return self._draw(obs, self.std())
 
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
-        return self.mean(obs).clamp(-1.0, 1.0) if deterministic else self.sample(obs)
+        """The greedy action, or an exploring one drawn with σ no smaller than `min_explore_std`."""
+        if deterministic:
+            return self.mean(obs).clamp(-1.0, 1.0)
+        return self._draw(obs, self.std().clamp(min=self.min_explore_std))
+
+    @torch.no_grad()
+    def _draw(self, obs: Tensor, std: Tensor) -> Tensor:
+        mean = self.mean(obs)
+        return (mean + std * noise.randn_like(mean)).clamp(-1.0, 1.0)
 
 
 def squash_log_std(raw: Tensor) -> Tensor:

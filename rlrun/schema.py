@@ -299,8 +299,8 @@ class IQLConfig(ActorCriticSettings):
     """Advantage weights are clipped above at this."""
     actor_dropout: float = ranged(0.0, ge=0, lt=1)
     """Dropout rate in the actor's hidden layers while learning."""
-    min_sample_std: float = ranged(0.0, ge=0)
-    """Floor on the sigma of the actions sampled online (0: the learned sigma); greedy actions and the losses keep theirs."""
+    min_explore_std: float = ranged(0.0, ge=0)
+    """Floor on the sigma of the actions the actor explores with online (0: the learned sigma); losses keep the learned one."""
     lr_schedule_steps: int = ranged(MISSING, ge=1)
     """Updates of the actor's cosine schedule (conf/algo/iql.yaml: the offline ones; fine-tuning continues it, as CORL)."""
 
@@ -312,6 +312,8 @@ class AWACConfig(ActorCriticSettings):
     """Temperature lambda of the advantage weights exp(A / lambda)."""
     max_weight: float = ranged(100.0, gt=0)
     """Advantage weights are clipped above at this."""
+    min_explore_std: float = ranged(0.0, ge=0)
+    """Floor on the sigma of the actions the actor explores with online (0: the learned sigma); losses keep the learned one."""
 
 
 @dataclass

@@ -29,7 +29,8 @@ DISCRETE = Spaces(obs_dim=4, act_dim=2, discrete=True)
 VARIANTS = {
     "bc-gaussian": ["algo.gaussian=true"],
     "iql-dropout": ["algo.actor_dropout=0.1"],
-    "iql-min-sample-std": ["algo.min_sample_std=0.3"],
+    "iql-min-explore-std": ["algo.min_explore_std=0.3"],
+    "awac-min-explore-std": ["algo.min_explore_std=0.3"],
     "cql-lagrange-bc": ["algo.lagrange=true", "algo.bc_steps=2", "algo.max_target_backup=true"],
     "soft_option_critic-every": ["algo.critic_every_option=true"],
     "soft_option_critic-huber": ["algo.critic_every_option=true", "algo.critic_huber=1.0"],

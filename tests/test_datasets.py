@@ -295,7 +295,7 @@ def test_a_fine_tuning_run_takes_the_fine_tuning_preset_and_an_offline_run_the_o
     assert make_cfg("algo=iql", "dataset=door", "trainer.finetune_steps=1000").preset == "iql_adroit_door"
     pendulum = make_cfg("algo=iql", "dataset=pendulum_medium", "trainer.finetune_steps=1000")
     assert pendulum.preset == "iql_pendulum_finetune" and pendulum.algo.expectile == 0.9
-    assert pendulum.algo.min_sample_std == 1.0 and make_cfg("algo=iql", "dataset=pendulum_medium").algo.min_sample_std == 0.0
+    assert pendulum.algo.min_explore_std == 1.0 and make_cfg("algo=iql", "dataset=pendulum_medium").algo.min_explore_std == 0.0
     assert make_cfg("algo=iql", "dataset=pendulum_medium").algo.expectile == 0.7
 
 

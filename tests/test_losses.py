@@ -146,10 +146,10 @@ def test_actor_log_prob_of_own_sample_agrees():
     assert torch.allclose(actor.log_prob(obs, action), log_prob, atol=1e-3)
 
 
-def test_gaussian_actor_samples_with_its_floor_on_sigma_and_keeps_its_own_elsewhere():
+def test_gaussian_actor_explores_with_its_floor_on_sigma_and_learns_with_its_own():
     torch.manual_seed(0)
     floored, plain = (
-        GaussianActor(3, 1, MLPSpec([16]), tanh_mean=True, dropout=0.0, min_sample_std=floor) for floor in (0.3, 0.0)
+        GaussianActor(3, 1, MLPSpec([16]), tanh_mean=True, dropout=0.0, min_explore_std=floor) for floor in (0.3, 0.0)
     )
     with torch.no_grad():
         floored.net[-1].weight.zero_()
@@ -157,17 +157,18 @@ def test_gaussian_actor_samples_with_its_floor_on_sigma_and_keeps_its_own_elsewh
         floored.log_std.fill_(math.log(0.05))
     plain.load_state_dict(floored.state_dict())
     obs, act = torch.randn(40000, 3), torch.full((40000, 1), 0.5)
-    assert abs(floored.sample(obs).std().item() - 0.3) < 0.01  # σ 0.05 raised to the floor (clipping at 1 is 2.7σ away)
-    assert abs(plain.sample(obs).std().item() - 0.05) < 0.002
+    assert abs(floored.act(obs, False).std().item() - 0.3) < 0.01  # σ 0.05 raised to the floor (clipping at 1 is 2.7σ away)
+    assert abs(plain.act(obs, False).std().item() - 0.05) < 0.002
+    assert abs(floored.sample(obs).std().item() - 0.05) < 0.002  # the losses' draws (AWAC's) keep the learned σ
     assert torch.equal(floored.act(obs, True), plain.act(obs, True))
-    assert torch.equal(floored.log_prob(obs, act), plain.log_prob(obs, act))  # learning sees the learned σ
+    assert torch.equal(floored.log_prob(obs, act), plain.log_prob(obs, act))
     for actor in (floored, plain):
         with torch.no_grad():
-            actor.log_std.fill_(math.log(0.4))  # above the floor: the learned σ is sampled with
+            actor.log_std.fill_(math.log(0.4))  # above the floor: the learned σ explores
     torch.manual_seed(1)
-    above = floored.sample(obs)
+    above = floored.act(obs, False)
     torch.manual_seed(1)
-    assert torch.equal(above, plain.sample(obs))
+    assert torch.equal(above, plain.act(obs, False))
 
 
 def test_soft_update():

@@ -41,11 +41,14 @@ class AWAC:
         critic_lr: float,
         awac_lambda: float,
         max_weight: float,
+        min_explore_std: float,
         num_critics: int,
     ) -> None:
         self.gamma, self.tau, self.awac_lambda, self.max_weight = gamma, tau, awac_lambda, max_weight
         self.obs_norm = ObsNormalizer(obs_dim).to(device)
-        self.actor = GaussianActor(obs_dim, act_dim, network, tanh_mean=False, dropout=0.0, min_sample_std=0.0).to(device)
+        self.actor = GaussianActor(obs_dim, act_dim, network, tanh_mean=False, dropout=0.0, min_explore_std=min_explore_std).to(
+            device
+        )
         self.critic = CriticEnsemble(obs_dim, act_dim, network, num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = adam(self.actor.parameters(), lr=actor_lr)

@@ -27,7 +27,7 @@ class BC:
         self.gaussian = gaussian
         self.obs_norm = ObsNormalizer(obs_dim).to(device)
         self.actor = (
-            GaussianActor(obs_dim, act_dim, network, tanh_mean=True, dropout=0.0, min_sample_std=0.0)
+            GaussianActor(obs_dim, act_dim, network, tanh_mean=True, dropout=0.0, min_explore_std=0.0)
             if gaussian
             else DeterministicActor(obs_dim, act_dim, network)
         ).to(device)

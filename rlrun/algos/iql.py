@@ -9,7 +9,7 @@ with all three losses at the same parameters and one backward; the target critic
 Polyak averaging, and the actor's learning rate follows CORL's cosine schedule over
 `lr_schedule_steps` updates (the scheduler is saved in checkpoints). The actor is a Gaussian with
 a tanh mean and a state-independent σ, as in CORL; the actions it samples online can be given a
-floor on σ (`min_sample_std`, rlrun's exploration setting, not the paper's).
+floor on σ (`min_explore_std`, rlrun's exploration setting, not the paper's).
 """
 
 from __future__ import annotations
@@ -53,14 +53,14 @@ class IQL:
         beta: float,
         max_weight: float,
         actor_dropout: float,
-        min_sample_std: float,
+        min_explore_std: float,
         lr_schedule_steps: int,
         num_critics: int,
     ) -> None:
         self.gamma, self.tau, self.expectile, self.beta, self.max_weight = gamma, tau, expectile, beta, max_weight
         self.obs_norm = ObsNormalizer(obs_dim).to(device)
         self.actor = GaussianActor(
-            obs_dim, act_dim, network, tanh_mean=True, dropout=actor_dropout, min_sample_std=min_sample_std
+            obs_dim, act_dim, network, tanh_mean=True, dropout=actor_dropout, min_explore_std=min_explore_std
         ).to(device)
         self.critic = CriticEnsemble(obs_dim, act_dim, network, num_critics).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
