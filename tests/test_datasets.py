@@ -296,6 +296,9 @@ def test_a_fine_tuning_run_takes_the_fine_tuning_preset_and_an_offline_run_the_o
     pendulum = make_cfg("algo=iql", "dataset=pendulum_medium", "trainer.finetune_steps=1000")
     assert pendulum.preset == "iql_pendulum_finetune" and pendulum.algo.expectile == 0.9
     assert pendulum.algo.min_explore_std == 1.0 and make_cfg("algo=iql", "dataset=pendulum_medium").algo.min_explore_std == 0.0
+    awac = make_cfg("algo=awac", "dataset=pendulum_medium", "trainer.finetune_steps=1000")
+    assert awac.preset == "awac_pendulum_finetune" and awac.algo.min_explore_std == 1.0
+    assert make_cfg("algo=awac", "dataset=pendulum_medium").preset == "awac_pendulum"
     assert make_cfg("algo=iql", "dataset=pendulum_medium").algo.expectile == 0.7
 
 
