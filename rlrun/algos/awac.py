@@ -7,7 +7,8 @@ Per update on a batch (s, a, r, s', d):
             A(s, a) = min_i Q_i(s, a) − min_i Q_i(s, ã), ã ~ π(·|s)      (no gradient through A)
 with both losses at the same parameters and one backward, and the target critics following by
 Polyak averaging. As in CORL, the actor is a Gaussian with a raw mean and a state-independent σ,
-its samples clipped to the action bounds.
+its samples clipped to the action bounds; the actions it explores with online can be given a floor
+on σ (`min_explore_std`, rlrun's exploration setting, not the paper's), which a and ã above do not take.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ Never queries Q at actions outside the data. Per update on a batch (s, a, r, s',
 with all three losses at the same parameters and one backward; the target critics Q̄ follow by
 Polyak averaging, and the actor's learning rate follows CORL's cosine schedule over
 `lr_schedule_steps` updates (the scheduler is saved in checkpoints). The actor is a Gaussian with
-a tanh mean and a state-independent σ, as in CORL; the actions it samples online can be given a
-floor on σ (`min_explore_std`, rlrun's exploration setting, not the paper's).
+a tanh mean and a state-independent σ, as in CORL; the actions it explores with online can be given
+a floor on σ (`min_explore_std`, rlrun's exploration setting, not the paper's).
 """
 
 from __future__ import annotations
