@@ -8,7 +8,7 @@ Per update on a batch (s, a, r, s', d):
 with both losses at the same parameters and one backward, and the target critics following by
 Polyak averaging. As in CORL, the actor is a Gaussian with a raw mean and a state-independent σ,
 its samples clipped to the action bounds; the actions it explores with online can be given a floor
-on σ (`min_explore_std`, rlrun's exploration setting, not the paper's), which a and ã above do not take.
+on σ (`min_explore_std`, rlrun's exploration setting, not the paper's); the draws a' and ã above keep σ.
 """
 
 from __future__ import annotations
