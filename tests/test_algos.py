@@ -356,6 +356,24 @@ def test_single_backward_update_equals_one_backward_per_optimizer():
     torch.testing.assert_close(joint.log_alpha, ref.log_alpha)
 
 
+@pytest.mark.parametrize("name", ["td3_bc", "rebrac"])
+def test_policy_delay_steps_the_actor_and_targets_every_policy_freq_updates(name):
+    """With policy_freq = 3 the critic moves on every update, the actor and the target actor on the
+    3rd and 6th only; the delay's position is a Python int that checkpoints carry."""
+    algo = build(name, CONTINUOUS, 0, "algo.policy_freq=3")
+    moved = []
+    for _ in range(6):
+        before = {m: [p.detach().clone() for p in getattr(algo, m).parameters()] for m in ("critic", "actor", "actor_target")}
+        algo.update(random_batch(CONTINUOUS))
+        moved.append(
+            {m: not all(torch.equal(a, p) for a, p in zip(ps, getattr(algo, m).parameters())) for m, ps in before.items()}
+        )
+    assert [m["critic"] for m in moved] == [True] * 6
+    assert [m["actor"] for m in moved] == [m["actor_target"] for m in moved] == [False, False, True, False, False, True]
+    algo.update(random_batch(CONTINUOUS))
+    assert checkpoint.collect(algo)["delay"] == {"position": 1}
+
+
 # --- option-critic ---------------------------------------------------------------------------
 def test_option_critic_keeps_options_until_they_terminate():
     algo = build("option_critic", DISCRETE)
@@ -369,6 +387,21 @@ def test_option_critic_keeps_options_until_they_terminate():
         algo.termination[-1].bias.fill_(50.0)  # β ≈ 1: every option ends; greedy choice when deterministic
     _, chosen = algo.act(obs, state, True)
     assert torch.equal(chosen, algo.q(obs).argmax(-1))
+
+
+def test_option_critic_steps_its_critic_and_copies_its_target_on_their_own_cycles():
+    """critic_every = 2 and target_every = 3: the critic moves on updates 2, 4 and 6; the target
+    follows it on updates 3 and 6 (a copy of the critic as it is then)."""
+    algo = build("option_critic", DISCRETE, 0, "algo.critic_every=2", "algo.target_every=3")
+    critic_moved, target_is_critic = [], []
+    for _ in range(6):
+        before = [p.detach().clone() for p in algo.q.parameters()]
+        batch = random_batch(DISCRETE)
+        algo.update(batch, _first(batch))
+        critic_moved.append(not all(torch.equal(a, p) for a, p in zip(before, algo.q.parameters())))
+        target_is_critic.append(all(torch.equal(t, p) for t, p in zip(algo.q_target.parameters(), algo.q.parameters())))
+    assert critic_moved == [False, True, False, True, False, True]
+    assert target_is_critic == [True, False, True, False, False, True]  # update 1: neither has moved yet
 
 
 def test_option_critic_epsilon_decays_linearly_and_stats_track_usage():

@@ -129,6 +129,26 @@ def adam(params: Any, **kwargs: Any) -> torch.optim.Adam:
     return torch.optim.Adam(params, fused=True, **kwargs)
 
 
+class Cycle:
+    """A position in a repeating cycle of `length` updates (a policy delay), kept as a Python int so that
+    an update branches on it without reading a tensor: no host sync, and torch.compile traces one graph
+    per position. Checkpoints collect it through state_dict like any other state."""
+
+    def __init__(self, length: int) -> None:
+        self.length, self.position = length, 0
+
+    def advance(self) -> int:
+        """Move one update on; returns the new position (0 starts each cycle again)."""
+        self.position = (self.position + 1) % self.length
+        return self.position
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.position = int(state["position"])
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
     """zero_grad → backward → step for one loss and its optimizer."""
     joint_step((optimizer, loss))

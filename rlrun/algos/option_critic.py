@@ -25,7 +25,7 @@ import copy
 import torch
 from torch import Tensor
 
-from rlrun.algos.base import Batch, adam, memoryless, optimizer_step
+from rlrun.algos.base import Batch, Cycle, adam, memoryless, optimizer_step
 from rlrun.algos.options import act_with_options, build_options, hallway_metrics, pick, termination_figures
 from rlrun.losses import critic_mse, intra_option_pg_loss, option_target, termination_loss
 from rlrun.nets import MLPSpec, ObsNormalizer, mlp
@@ -65,7 +65,6 @@ class OptionCritic:
     ) -> None:
         self.obs_norm = ObsNormalizer(obs_dim).to(device)  # identity: option-critic learns online from raw observations
         self.gamma, self.xi, self.eta, self.cost = gamma, termination_reg, entropy_coef, deliberation_cost
-        self.critic_every, self.target_every = critic_every, target_every
         self.q = mlp(obs_dim, n_options, network).to(device)  # Q_Ω(s, ·) for all options
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.critic_opt = adam(self.q.parameters(), lr=critic_lr)
@@ -87,7 +86,7 @@ class OptionCritic:
             epsilon_decay_steps=epsilon_decay_steps,
             stats_rate=stats_rate,
         )
-        self.updates = torch.zeros((), dtype=torch.long)  # a CPU counter: no device sync
+        self.critic_cycle, self.target_cycle = Cycle(critic_every), Cycle(target_every)  # Python ints: no device sync
         self.critic_loss_last = torch.zeros((), device=device)  # from the latest critic step, for logging
 
     initial_state = memoryless
@@ -136,14 +135,13 @@ class OptionCritic:
 
     def update(self, batch: Batch, latest: Batch) -> dict[str, Tensor]:
         """Actor step on `latest` every call; critic step on the replay `batch` every critic_every calls."""
-        self.updates += 1
         actor_loss, metrics = self.actor_loss(latest)
         optimizer_step(self.actor_opt, actor_loss)
-        if int(self.updates) % self.critic_every == 0:
+        if self.critic_cycle.advance() == 0:
             critic_loss, beta_all = self.critic_loss(batch)
             optimizer_step(self.critic_opt, critic_loss)
             self.critic_loss_last = critic_loss.detach()
             self.options.beta_last.copy_(beta_all.mean(0))
-        if int(self.updates) % self.target_every == 0:
+        if self.target_cycle.advance() == 0:
             torch._foreach_copy_(*self._target_pairs)
         return metrics | self.options.stats() | {"train/critic_loss": self.critic_loss_last}

@@ -51,10 +51,12 @@ class ReBRAC:
         critic_layer_norm: bool,
     ) -> None:
         self.gamma, self.tau = gamma, tau
-        self.policy_noise, self.noise_clip, self.policy_freq = policy_noise, noise_clip, policy_freq
+        self.policy_noise, self.noise_clip = policy_noise, noise_clip
         self.actor_bc_coef, self.critic_bc_coef, self.normalize_q = actor_bc_coef, critic_bc_coef, normalize_q
         critic_spec = replace(network, layer_norm=network.layer_norm or critic_layer_norm)
-        build_delayed_actor_critic(self, obs_dim, act_dim, network, critic_spec, device, actor_lr, critic_lr, num_critics)
+        build_delayed_actor_critic(
+            self, obs_dim, act_dim, network, critic_spec, device, actor_lr, critic_lr, num_critics, policy_freq
+        )
 
     initial_state = memoryless
     act = act_with_actor

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from rlrun import noise
-from rlrun.algos.base import Batch, act_with_actor, adam, after_step, joint_step, memoryless, optimizer_step
+from rlrun.algos.base import Batch, Cycle, act_with_actor, adam, after_step, joint_step, memoryless, optimizer_step
 from rlrun.losses import critic_mse, smoothed_target_action, soft_update, td3_bc_actor_loss, td_target
 from rlrun.nets import CriticEnsemble, DeterministicActor, MLPSpec, ObsNormalizer, frozen_member
 
@@ -39,8 +39,9 @@ def build_delayed_actor_critic(
     actor_lr: float,
     critic_lr: float,
     num_critics: int,
+    policy_freq: int,
 ) -> None:
-    """Set the normalizer, actor, critics, their targets and optimizers as attributes of `algo`."""
+    """Set the normalizer, actor, critics, their targets, optimizers and policy delay as attributes of `algo`."""
     algo.obs_norm = ObsNormalizer(obs_dim).to(device)
     algo.actor = DeterministicActor(obs_dim, act_dim, actor_spec).to(device)
     algo.actor_target = copy.deepcopy(algo.actor).requires_grad_(False)
@@ -48,7 +49,7 @@ def build_delayed_actor_critic(
     algo.critic_target = copy.deepcopy(algo.critic).requires_grad_(False)
     algo.actor_opt = adam(algo.actor.parameters(), lr=actor_lr)
     algo.critic_opt = adam(algo.critic.parameters(), lr=critic_lr)
-    algo.updates = torch.zeros((), dtype=torch.long)  # CPU counter of the policy delay: no device sync
+    algo.delay = Cycle(policy_freq)  # the policy delay: the actor steps when it comes round to 0
     algo.actor_loss_last = torch.zeros((), device=device)  # from the latest actor step, for logging
     algo._soft_pairs = (
         [*algo.actor_target.parameters(), *algo.critic_target.parameters()],
@@ -72,8 +73,7 @@ def delayed_step(
 ) -> dict[str, Tensor]:
     """The critic steps every update; every `policy_freq`-th the actor steps too (one backward) and
     the targets follow. Returns the metrics with the critic's and the latest actor loss."""
-    algo.updates += 1
-    if int(algo.updates) % algo.policy_freq:
+    if algo.delay.advance():
         optimizer_step(algo.critic_opt, critic_loss)
     else:
         loss, actor_metrics = actor_loss(batch)
@@ -108,8 +108,10 @@ class TD3BC:
         num_critics: int,
     ) -> None:
         self.gamma, self.tau, self.alpha = gamma, tau, alpha
-        self.policy_noise, self.noise_clip, self.policy_freq = policy_noise, noise_clip, policy_freq
-        build_delayed_actor_critic(self, obs_dim, act_dim, network, network, device, actor_lr, critic_lr, num_critics)
+        self.policy_noise, self.noise_clip = policy_noise, noise_clip
+        build_delayed_actor_critic(
+            self, obs_dim, act_dim, network, network, device, actor_lr, critic_lr, num_critics, policy_freq
+        )
 
     initial_state = memoryless
     act = act_with_actor
