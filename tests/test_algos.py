@@ -371,7 +371,9 @@ def test_policy_delay_steps_the_actor_and_targets_every_policy_freq_updates(name
     assert [m["critic"] for m in moved] == [True] * 6
     assert [m["actor"] for m in moved] == [m["actor_target"] for m in moved] == [False, False, True, False, False, True]
     algo.update(random_batch(CONTINUOUS))
-    assert checkpoint.collect(algo)["delay"] == {"position": 1}
+    assert checkpoint.collect(algo)["updates"] == {"position": 1}
+    checkpoint.restore(algo, checkpoint.collect(algo) | {"updates": torch.tensor(8)})  # earlier versions' tensor count
+    assert algo.updates.position == 2
 
 
 # --- option-critic ---------------------------------------------------------------------------

@@ -130,9 +130,10 @@ def adam(params: Any, **kwargs: Any) -> torch.optim.Adam:
 
 
 class Cycle:
-    """A position in a repeating cycle of `length` updates (a policy delay), kept as a Python int so that
-    an update branches on it without reading a tensor: no host sync, and torch.compile traces one graph
-    per position. Checkpoints collect it through state_dict like any other state."""
+    """The update count as its position in a repeating cycle of `length` updates (a policy delay), kept
+    as a Python int so that an update branches on it without reading a tensor: no host sync, and
+    torch.compile traces one graph per branch. Checkpoints collect it through state_dict; it also
+    loads the tensor update count that earlier rlrun versions saved."""
 
     def __init__(self, length: int) -> None:
         self.length, self.position = length, 0
@@ -145,8 +146,9 @@ class Cycle:
     def state_dict(self) -> dict[str, int]:
         return {"position": self.position}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.position = int(state["position"])
+    def load_state_dict(self, state: dict[str, int] | Tensor) -> None:
+        count = state if isinstance(state, Tensor) else state["position"]  # a tensor: the update count
+        self.position = int(count) % self.length
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:

@@ -21,6 +21,7 @@ Discrete actions use softmax intra-option policies, Box actions tanh-Gaussian on
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import Tensor
@@ -86,7 +87,8 @@ class OptionCritic:
             epsilon_decay_steps=epsilon_decay_steps,
             stats_rate=stats_rate,
         )
-        self.critic_cycle, self.target_cycle = Cycle(critic_every), Cycle(target_every)  # Python ints: no device sync
+        self.critic_every, self.target_every = critic_every, target_every
+        self.updates = Cycle(math.lcm(critic_every, target_every))  # a Python int: no device sync
         self.critic_loss_last = torch.zeros((), device=device)  # from the latest critic step, for logging
 
     initial_state = memoryless
@@ -137,11 +139,11 @@ class OptionCritic:
         """Actor step on `latest` every call; critic step on the replay `batch` every critic_every calls."""
         actor_loss, metrics = self.actor_loss(latest)
         optimizer_step(self.actor_opt, actor_loss)
-        if self.critic_cycle.advance() == 0:
+        if self.updates.advance() % self.critic_every == 0:
             critic_loss, beta_all = self.critic_loss(batch)
             optimizer_step(self.critic_opt, critic_loss)
             self.critic_loss_last = critic_loss.detach()
             self.options.beta_last.copy_(beta_all.mean(0))
-        if self.target_cycle.advance() == 0:
+        if self.updates.position % self.target_every == 0:
             torch._foreach_copy_(*self._target_pairs)
         return metrics | self.options.stats() | {"train/critic_loss": self.critic_loss_last}

@@ -116,6 +116,7 @@ class SoftOptionCritic:
         self.log_alpha = torch.tensor(math.log(init_alpha), device=device, requires_grad=True)
         self.alpha_opt = adam([self.log_alpha], lr=alpha_lr)
         self.eye = torch.eye(n_options, device=device)
+        self.updates = torch.zeros((), dtype=torch.long)  # a CPU counter: no device sync
         self.critic_loss_last = torch.zeros((), device=device)  # from the latest step, for logging
 
     initial_state = memoryless
@@ -185,6 +186,7 @@ class SoftOptionCritic:
         return critic, policy, term + interest, log_prob, beta_all.detach(), metrics
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
+        self.updates += 1
         critic_loss, policy_loss, term_loss, log_prob, beta_all, metrics = self.losses(batch)
         soft_actor_critic_step(self, policy_loss + term_loss, log_prob, critic_loss)
         self.critic_loss_last = critic_loss.detach()

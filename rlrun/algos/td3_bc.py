@@ -7,8 +7,8 @@ TD3 with a behaviour-cloning term in the actor. Per update on a batch (s, a, r, 
             −λ E[Q_1(s, π(s))] + E[(π(s) − a)²],  λ = α / E|Q_1(s, π(s))|  (held constant)
 and on those updates the target actor π̄ and critics Q̄ follow by Polyak averaging (rate τ). Both
 losses are taken at the same parameters and stepped with one backward (the actor sees the first
-critic alone, `frozen_member`). The delay counter is a CPU tensor, so the branch on it costs no
-device sync.
+critic alone, `frozen_member`). The delay is a Python int (`Cycle`), so the branch on it reads no
+tensor: no device sync, and torch.compile traces the two kinds of update as two graphs.
 
 The functions before the class are what TD3+BC and ReBRAC share: a deterministic actor, a critic
 ensemble, their targets and optimizers (set on the algorithm, so checkpoints collect them), the
@@ -49,7 +49,7 @@ def build_delayed_actor_critic(
     algo.critic_target = copy.deepcopy(algo.critic).requires_grad_(False)
     algo.actor_opt = adam(algo.actor.parameters(), lr=actor_lr)
     algo.critic_opt = adam(algo.critic.parameters(), lr=critic_lr)
-    algo.delay = Cycle(policy_freq)  # the policy delay: the actor steps when it comes round to 0
+    algo.updates = Cycle(policy_freq)  # the policy delay: the actor steps when it comes round to 0
     algo.actor_loss_last = torch.zeros((), device=device)  # from the latest actor step, for logging
     algo._soft_pairs = (
         [*algo.actor_target.parameters(), *algo.critic_target.parameters()],
@@ -73,7 +73,7 @@ def delayed_step(
 ) -> dict[str, Tensor]:
     """The critic steps every update; every `policy_freq`-th the actor steps too (one backward) and
     the targets follow. Returns the metrics with the critic's and the latest actor loss."""
-    if algo.delay.advance():
+    if algo.updates.advance():
         optimizer_step(algo.critic_opt, critic_loss)
     else:
         loss, actor_metrics = actor_loss(batch)
