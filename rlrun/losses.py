@@ -146,6 +146,15 @@ def termination_loss(beta_next: Tensor, advantage: Tensor, xi: float, terminal: 
     return (beta_next * (advantage.detach() + xi) * (1.0 - terminal)).mean()
 
 
+def standardized(x: Tensor, weight: Tensor) -> Tensor:
+    """(x − mean) / std over the entries of weight 1 (the non-terminal s'), as a constant: a termination
+    advantage in units of its spread over the batch. (B,), (B,) -> (B,)."""
+    x, n = x.detach(), weight.sum().clamp(min=1.0)
+    mean = (x * weight).sum() / n
+    std = (((x - mean) ** 2 * weight).sum() / n).sqrt()
+    return (x - mean) / (std + 1e-8)
+
+
 def intra_option_pg_loss(log_prob: Tensor, advantage: Tensor, entropy: Tensor, entropy_coef: float) -> Tensor:
     """−E[log π_ω(a|s) (G − Q_Ω(s, ω)) + η H(π_ω(·|s))]: the intra-option policy gradient with a baseline."""
     return -(log_prob * advantage.detach() + entropy_coef * entropy).mean()

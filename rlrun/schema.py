@@ -378,6 +378,8 @@ class SoftOptionCriticConfig(SoftActorCriticSettings, OptionSettings):
     """Fit Q_U(s, option, a) of every option on each transition (intra-option value learning), not only the running option's."""
     critic_huber: float = ranged(0.0, ge=0)
     """Huber threshold of the critics' TD errors (squared below it, linear above); 0 keeps the squared error."""
+    termination_standardize: bool = False
+    """Termination gradient at the batch-standardized advantage plus xi (xi in units of its spread), at any value scale."""
 
 
 @dataclass

@@ -26,6 +26,10 @@ that policy's value, and the interest functions minimise
   interest:     −E[β_ω(s') Σ_ω' π_I,Ω(ω'|s') Q̄_Ω(s', ω') (1 − d)]   (interest-function gradient).
 With `critic_huber` = δ > 0 a critic's TD error e beyond δ counts 2δ|e| − δ² instead of e² (twice the
 Huber loss): the same near the target, linear for the rare large errors of a lucky episode.
+With `termination_standardize` the termination gradient takes Â + ξ in place of A + ξ + c, with
+Â = (A − mean A) / std A over the batch's non-terminal s' (A = Q̄_Ω(s', ω) − V_Ω(s')): ξ is then in
+units of the advantage's spread, options end where they are worst relative to the batch whatever the
+value scale, and c acts through the values alone. This is rlrun's setting, not the papers'.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from rlrun.losses import (
     critic_mse,
     every_option_target,
     sac_actor_loss,
+    standardized,
     termination_loss,
 )
 from rlrun.nets import CriticEnsemble, MLPSpec, ObsNormalizer, frozen
@@ -85,10 +90,12 @@ class SoftOptionCritic:
         stats_rate: float,
         critic_every_option: bool,
         critic_huber: float,
+        termination_standardize: bool,
     ) -> None:
         self.obs_norm = ObsNormalizer(obs_dim).to(device)  # identity: option-critics learn online from raw observations
         self.gamma, self.tau, self.xi, self.cost = gamma, tau, termination_reg, deliberation_cost
         self.autotune_alpha, self.critic_every_option = autotune_alpha, critic_every_option
+        self.termination_standardize = termination_standardize
         self.value_loss = partial(critic_huber_loss, delta=critic_huber) if critic_huber > 0 else critic_mse
         # Q_U(s, ω, a): an ensemble with ω as a one-hot beside s, its Polyak target and optimizer
         self.critic = CriticEnsemble(obs_dim + n_options, act_dim, network, num_critics).to(device)
@@ -163,6 +170,13 @@ class SoftOptionCritic:
         q = q_all.gather(2, batch.option.view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(2)  # (n, B, K) -> (n, B)
         return self.value_loss(q_all.flatten(1), target.flatten()), q  # (n, B, K) -> (n, B·K)
 
+    def termination_objective(self, beta_running: Tensor, advantage: Tensor, terminal: Tensor) -> Tensor:
+        """The termination loss: at A + ξ + η, or with `termination_standardize` at the advantage
+        standardized over the batch plus ξ (the cost then acts through the values alone)."""
+        if self.termination_standardize:
+            return termination_loss(beta_running, standardized(advantage, 1.0 - terminal), self.xi, terminal)
+        return termination_loss(beta_running, advantage, self.xi + self.cost, terminal)
+
     def losses(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """Critic, intra-option policy and termination losses, log π of the fresh actions (B,) and
         β of every option at s' (B, K)."""
@@ -173,7 +187,7 @@ class SoftOptionCritic:
         obs_option = self.with_option(batch.obs, batch.option)
         critic, q = self.critic_loss(batch, obs_option, beta_all, q_next, v_next - self.cost)  # a switch pays the cost
         advantage_next = pick(q_next, batch.option) - v_next
-        term = termination_loss(beta_running, advantage_next, self.xi + self.cost, batch.terminal)
+        term = self.termination_objective(beta_running, advantage_next, batch.terminal)
         act, log_prob = self.policies.rsample(batch.obs, batch.option)  # (B, A), (B,): the running option's
         q_pi = frozen(self.critic, obs_option, act).min(0).values  # (n, B) -> (B,)
         policy = sac_actor_loss(self.alpha, log_prob, q_pi)
