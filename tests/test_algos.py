@@ -20,7 +20,7 @@ from rlrun.algos.options import pick
 from rlrun.build import make_algo, make_source
 from rlrun.data.online import Spaces
 from rlrun.data.replay import ReplayBuffer
-from rlrun.losses import soft_update, temperature_loss
+from rlrun.losses import soft_update, standardized, temperature_loss, termination_loss
 from rlrun.schema import ALGO_SCHEMAS
 
 CONTINUOUS = Spaces(obs_dim=5, act_dim=3, discrete=False)
@@ -35,6 +35,7 @@ VARIANTS = {
     "soft_option_critic-every": ["algo.critic_every_option=true"],
     "soft_option_critic-huber": ["algo.critic_every_option=true", "algo.critic_huber=1.0"],
     "soft_option_critic-interest": ["algo.interest=true"],
+    "soft_option_critic-standardize": ["algo.termination_standardize=true"],
     "option_critic-interest": ["algo.interest=true"],
 }
 N_OPTIONS = 3
@@ -517,6 +518,33 @@ def test_deliberation_cost_is_paid_on_switching_and_added_to_the_termination_adv
     soft.cost = 0.0
     torch.manual_seed(1)
     assert not torch.equal(with_cost, soft.losses(soft_batch)[0])  # the soft critics' target pays it too
+
+
+def test_standardized_termination_gradient_does_not_depend_on_the_value_scale():
+    """termination_standardize: values 10x larger (critics' heads and α scaled) leave the termination
+    loss as it was, where the plain loss at ξ = 0.01 moves; it equals termination_loss at the standardized A."""
+    batch = random_batch(CONTINUOUS, 32)
+
+    def termination_losses(*overrides: str) -> tuple[torch.Tensor, torch.Tensor]:
+        algo = build("soft_option_critic", CONTINUOUS, 0, *overrides)
+        torch.manual_seed(1)
+        before = algo.losses(batch)[-1]["train/termination_loss"]
+        with torch.no_grad():
+            for critic in (algo.critic, algo.critic_target):
+                critic.head.weight.mul_(10.0)
+                critic.head.bias.mul_(10.0)
+            algo.log_alpha.add_(math.log(10.0))
+        torch.manual_seed(1)
+        return before, algo.losses(batch)[-1]["train/termination_loss"]
+
+    before, after = termination_losses("algo.termination_standardize=true")
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-6)
+    plain_before, plain_after = termination_losses()
+    assert not torch.allclose(plain_after, plain_before, rtol=1e-3)
+    algo = build("soft_option_critic", CONTINUOUS, 0, "algo.termination_standardize=true")
+    beta, advantage = torch.rand(32), torch.randn(32)
+    want = termination_loss(beta, standardized(advantage, 1.0 - batch.terminal), 0.01, batch.terminal)
+    torch.testing.assert_close(algo.termination_objective(beta, advantage, batch.terminal), want)
 
 
 def test_soft_option_critic_fits_every_options_critic_by_hand():

@@ -21,6 +21,7 @@ from rlrun.losses import (
     rebrac_actor_loss,
     rebrac_next_value,
     smoothed_target_action,
+    standardized,
     td3_bc_actor_loss,
     termination_loss,
     weighted_log_likelihood_loss,
@@ -237,6 +238,17 @@ def test_termination_gradient_by_hand():
     w.grad = None
     termination_loss(torch.sigmoid(w * 2.0).reshape(1), advantage, 0.01, torch.tensor([1.0])).backward()
     assert w.grad.item() == 0.0
+
+
+def test_standardized_advantage_by_hand_over_non_terminal_entries():
+    """A = (1, 3, 100) with the third s' terminal: mean 2, std 1 over the first two -> (−1, 1, 98); a
+    flat batch stays finite (0); the result carries no gradient."""
+    advantage = torch.tensor([1.0, 3.0, 100.0], requires_grad=True)
+    got = standardized(advantage, torch.tensor([1.0, 1.0, 0.0]))
+    torch.testing.assert_close(got, torch.tensor([-1.0, 1.0, 98.0]))
+    assert not got.requires_grad
+    torch.testing.assert_close(standardized(torch.full((4,), 0.3), torch.ones(4)), torch.zeros(4))
+    torch.testing.assert_close(standardized(torch.tensor([0.001, 0.003]), torch.ones(2)), torch.tensor([-1.0, 1.0]))
 
 
 def test_intra_option_policy_gradient_by_hand():
