@@ -94,6 +94,11 @@ def _first(batch: Batch) -> Batch:
     return Batch(*(x[:1] for x in batch))
 
 
+def all_equal(xs, ys) -> bool:
+    """Whether two sequences of tensors (parameters, say) are equal one by one."""
+    return all(torch.equal(x, y) for x, y in zip(xs, ys, strict=True))
+
+
 def learned_modules(algo) -> list[str]:
     """Names of the modules with trainable parameters (the ones an update must move)."""
     return [k for k, v in vars(algo).items() if isinstance(v, torch.nn.Module) and any(p.requires_grad for p in v.parameters())]
@@ -366,9 +371,7 @@ def test_policy_delay_steps_the_actor_and_targets_every_policy_freq_updates(name
     for _ in range(6):
         before = {m: [p.detach().clone() for p in getattr(algo, m).parameters()] for m in ("critic", "actor", "actor_target")}
         algo.update(random_batch(CONTINUOUS))
-        moved.append(
-            {m: not all(torch.equal(a, p) for a, p in zip(ps, getattr(algo, m).parameters())) for m, ps in before.items()}
-        )
+        moved.append({m: not all_equal(ps, getattr(algo, m).parameters()) for m, ps in before.items()})
     assert [m["critic"] for m in moved] == [True] * 6
     assert [m["actor"] for m in moved] == [m["actor_target"] for m in moved] == [False, False, True, False, False, True]
     algo.update(random_batch(CONTINUOUS))
@@ -401,8 +404,8 @@ def test_option_critic_steps_its_critic_and_copies_its_target_on_their_own_cycle
         before = [p.detach().clone() for p in algo.q.parameters()]
         batch = random_batch(DISCRETE)
         algo.update(batch, _first(batch))
-        critic_moved.append(not all(torch.equal(a, p) for a, p in zip(before, algo.q.parameters())))
-        target_is_critic.append(all(torch.equal(t, p) for t, p in zip(algo.q_target.parameters(), algo.q.parameters())))
+        critic_moved.append(not all_equal(before, algo.q.parameters()))
+        target_is_critic.append(all_equal(algo.q_target.parameters(), algo.q.parameters()))
     assert critic_moved == [False, True, False, True, False, True]
     assert target_is_critic == [True, False, True, False, False, True]  # update 1: neither has moved yet
 
