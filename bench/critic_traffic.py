@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 from typing import Callable
 
 import torch
+from throughput import calls_per_second
 from torch import Tensor
 
 ROWS = 256 * 31  # CQL: batch 256, 1 dataset + 3 x 10 sampled actions per state
@@ -56,16 +56,6 @@ def chunked(n: int) -> Step:
     return step
 
 
-def rate(step: Step, x: Tensor, ws: list[Tensor], seconds: float) -> float:
-    for _ in range(3):
-        step(x, ws)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step(x, ws)
-        count += 1
-    return count / (time.perf_counter() - start)
-
-
 def table(k: int, chunks: list[int], seconds: float) -> None:
     """Rows for one K. Each K runs in a process of its own: compiling a second K in the same process
     (even after a dynamo reset) gave kernels up to twice as slow."""
@@ -73,7 +63,7 @@ def table(k: int, chunks: list[int], seconds: float) -> None:
     variants |= {f"eager, {n} chunks": chunked(n) for n in chunks}
     ws, x = stacked_weights(k), torch.randn(k * CRITICS, ROWS, DIMS[0])
     for name, step in variants.items():
-        ms = 1000 / rate(step, x, ws, seconds)
+        ms = 1000 / calls_per_second(lambda: step(x, ws), seconds)
         print(f"| {k} | {name} | {ms:.2f} | {ms / k:.2f} |", flush=True)
 
 

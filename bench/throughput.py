@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -71,15 +71,21 @@ def update_flops(algo: str, obs: int, act: int, hidden: list[int], n_critics: in
     return float(total)
 
 
-def flop_rate(fn, flops: float, sync, seconds: float = 3.0) -> float:
-    for _ in range(3):
+def calls_per_second(fn: Callable[[], Any], seconds: float, warmup: int = 3, sync: Callable[[], Any] = lambda: None) -> float:
+    """How many times a second fn() runs, timed for `seconds` after `warmup` calls; `sync` waits for the device."""
+    for _ in range(warmup):
         fn()
+    sync()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         fn()
         count += 1
     sync()
-    return flops * count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start)
+
+
+def flop_rate(fn, flops: float, sync, seconds: float = 3.0) -> float:
+    return flops * calls_per_second(fn, seconds, sync=sync)
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
@@ -131,16 +137,8 @@ def rlrun_rate(
     model = make_algo(bench_config(algo, cfg), Spaces(obs_dim=obs, act_dim=act, discrete=False), device)
     update = accelerate(model.update, device, amp, compile, graphs)
     batch = fixed_batch(obs, act, device)
-    for _ in range(5 if not (compile or graphs) else 20):
-        update(batch)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        update(batch)
-        count += 1
-    sync()
-    return count / (time.perf_counter() - start)
+    return calls_per_second(lambda: update(batch), seconds, warmup=5 if not (compile or graphs) else 20, sync=sync)
 
 
 def d3rlpy_rate(algo: str, cfg: str, device: torch.device, seconds: float, keep_memory: bool) -> float | None:
@@ -184,16 +182,8 @@ def parallel_rate(algo: str, cfg: str, device: torch.device, k: int, seconds: fl
     members = make_members(bench_config(algo, cfg), Spaces(obs_dim=obs, act_dim=act, discrete=False), device, seed=0, k=k)
     one = fixed_batch(obs, act, device)
     batch = Batch(*(None if f is None else torch.stack([f] * k) for f in one))  # (B, ...) -> (K, B, ...)
-    for _ in range(5):
-        members.update(batch)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        members.update(batch)
-        count += 1
-    sync()
-    return k * count / (time.perf_counter() - start)
+    return k * calls_per_second(lambda: members.update(batch), seconds, warmup=5, sync=sync)
 
 
 def parallel_table(configs: list[str], algos: list[str], device: torch.device, ks: list[int], seconds: float) -> None:
