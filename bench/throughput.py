@@ -71,8 +71,9 @@ def update_flops(algo: str, obs: int, act: int, hidden: list[int], n_critics: in
     return float(total)
 
 
-def calls_per_second(fn: Callable[[], Any], seconds: float, warmup: int = 3, sync: Callable[[], Any] = lambda: None) -> float:
-    """How many times a second fn() runs, timed for `seconds` after `warmup` calls; `sync` waits for the device."""
+def calls_per_second(fn: Callable[[], Any], seconds: float, warmup: int = 3, device: torch.device = torch.device("cpu")) -> float:
+    """How many times a second fn() runs on `device`, timed for `seconds` after `warmup` calls (CUDA: synchronized)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
     sync()
@@ -84,18 +85,17 @@ def calls_per_second(fn: Callable[[], Any], seconds: float, warmup: int = 3, syn
     return count / (time.perf_counter() - start)
 
 
-def flop_rate(fn, flops: float, sync, seconds: float = 3.0) -> float:
-    return flops * calls_per_second(fn, seconds, sync=sync)
+def flop_rate(fn, flops: float, device: torch.device, seconds: float = 3.0) -> float:
+    return flops * calls_per_second(fn, seconds, device=device)
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     a = torch.randn(2048, 2048, device=device, dtype=dtype)
     b = torch.randn(2048, 2048, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    peak = flop_rate(lambda: a @ b, 2 * 2048**3, sync)
+    peak = flop_rate(lambda: a @ b, 2 * 2048**3, device)
     if device.type == "cpu" and dtype == torch.float32 and onednn.available():
         x, w = torch.randn(4096, 256), torch.randn(256, 256)  # oneDNN on the critics' own shape
-        peak = max(peak, flop_rate(lambda: onednn.mm_t(x, w), 2 * 4096 * 256 * 256, sync))
+        peak = max(peak, flop_rate(lambda: onednn.mm_t(x, w), 2 * 4096 * 256 * 256, device))
     return peak
 
 
@@ -137,8 +137,7 @@ def rlrun_rate(
     model = make_algo(bench_config(algo, cfg), Spaces(obs_dim=obs, act_dim=act, discrete=False), device)
     update = accelerate(model.update, device, amp, compile, graphs)
     batch = fixed_batch(obs, act, device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    return calls_per_second(lambda: update(batch), seconds, warmup=5 if not (compile or graphs) else 20, sync=sync)
+    return calls_per_second(lambda: update(batch), seconds, warmup=5 if not (compile or graphs) else 20, device=device)
 
 
 def d3rlpy_rate(algo: str, cfg: str, device: torch.device, seconds: float, keep_memory: bool) -> float | None:
@@ -182,8 +181,7 @@ def parallel_rate(algo: str, cfg: str, device: torch.device, k: int, seconds: fl
     members = make_members(bench_config(algo, cfg), Spaces(obs_dim=obs, act_dim=act, discrete=False), device, seed=0, k=k)
     one = fixed_batch(obs, act, device)
     batch = Batch(*(None if f is None else torch.stack([f] * k) for f in one))  # (B, ...) -> (K, B, ...)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    return k * calls_per_second(lambda: members.update(batch), seconds, warmup=5, sync=sync)
+    return k * calls_per_second(lambda: members.update(batch), seconds, warmup=5, device=device)
 
 
 def parallel_table(configs: list[str], algos: list[str], device: torch.device, ks: list[int], seconds: float) -> None:
